@@ -1,0 +1,151 @@
+"""The one data model: a networkx ``MultiDiGraph`` of autograd facts.
+
+Every GradLab graph is a :class:`networkx.MultiDiGraph` whose node and edge
+attributes are the dictionaries declared here. They hold facts (numbers,
+strings, small nested lists), never live tensors, so a graph pickles, caches
+and exports cleanly.
+
+Nodes
+-----
+``kind`` says what a node stands for:
+
+* ``"op"``: one autograd Node (a ``grad_fn``), ``op`` is its class name such
+  as ``"PowBackward0"`` or ``"AccumulateGrad"``.
+* ``"leaf"``: a leaf tensor, held by an ``AccumulateGrad`` node.
+* ``"output"``: a root tensor handed to :func:`gradlab.trace`.
+* ``"saved"``: a tensor an op saved for its backward (``show_saved=True``).
+
+Node ids are strings made from the kind and the position in the walk
+(``"fn0"``, ``"leaf2"``, ``"out0"``, ``"saved5"``): the same program gives the
+same ids.
+
+Edges
+-----
+Edges point the way data flows forward (leaf -> AccumulateGrad -> ... -> the
+root's op -> output), one per (producer, consumer, input slot). ``y = x * x``
+has two edges from x's ``AccumulateGrad`` into the same ``MulBackward0``, with
+``slot`` 0 and 1.
+
+Graph attributes
+----------------
+``G.graph["roots"]`` lists the output node ids in the order given to
+``trace``; ``G.graph["backward"]`` is set once :func:`gradlab.backward` ran.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias, TypedDict
+
+import networkx as nx
+
+NodeKind: TypeAlias = Literal["op", "leaf", "output", "saved"]
+EdgeKind: TypeAlias = Literal["flow", "saved"]
+NestedFloats: TypeAlias = "float | int | bool | complex | list[NestedFloats]"
+
+#: The number of elements up to which a summary keeps the values themselves.
+MAX_VALUES = 64
+
+
+class TensorSummary(TypedDict):
+    """What GradLab keeps of a tensor.
+
+    The statistics cover the finite entries only; ``nan`` and ``inf`` count the
+    others. They are ``None`` when there is no finite entry (or the tensor is
+    empty). Complex tensors are summarised by their magnitudes.
+    """
+
+    shape: list[int]
+    dtype: str
+    numel: int
+    norm: float | None
+    mean: float | None
+    min: float | None
+    max: float | None
+    nan: int
+    inf: int
+    values: NestedFloats | None  # the tensor itself (``tolist()``) when numel <= MAX_VALUES
+
+
+class NodeAttrs(TypedDict, total=False):
+    """Attributes of a graph node. Only ``kind`` and ``label`` are always set."""
+
+    kind: NodeKind
+    label: str  # short text for drawings: the op name, a variable name, "out"
+    op: str | None  # class name of the autograd Node (kind "op")
+    shape: list[int] | None  # of the tensor this node produces or holds
+    dtype: str | None  # "float32"
+    device: str | None  # "cpu", "cuda:0"
+    name: str | None  # variable or parameter name: "x", "linear.weight"
+    module: str | None  # dotted path of the nn.Module that produced it ("" = the top module)
+    module_type: str | None  # that module's class name: "Linear"
+    seq: int | None  # autograd sequence number: the order ops were created in forward
+    outputs: int  # number of outputs of an op (its backward takes one gradient per output)
+    requires_grad: bool  # leaves: whether .grad is accumulated
+    value: TensorSummary | None  # forward value (ops: needs gradlab.record)
+    grad: TensorSummary | None  # ops: gradient w.r.t. its output; leaves: .grad
+    output_grads: list[TensorSummary | None]  # ops with several outputs: one per output
+    step: int | None  # 0-based position at which the backward engine ran the op
+    saved_bytes: int  # ops with show_saved: bytes held by their saved tensors
+    attr: str  # saved nodes: the attribute the op keeps it under ("self", "result")
+
+
+class EdgeAttrs(TypedDict, total=False):
+    """Attributes of a graph edge (producer -> consumer)."""
+
+    kind: EdgeKind
+    slot: int  # input slot of the consumer: position in its backward's next_functions
+    output: int  # which output of the producer feeds the edge (output_nr)
+    grad: TensorSummary | None  # gradient the consumer's backward sent down this edge
+
+
+def op_nodes(G: nx.MultiDiGraph) -> list[str]:
+    """Ids of the nodes of kind ``"op"``, in id order of the walk.
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> x = torch.ones(2, requires_grad=True)
+    >>> G = gradlab.trace((x * 3).sum())
+    >>> [G.nodes[n]["op"] for n in op_nodes(G)]
+    ['SumBackward0', 'MulBackward0', 'AccumulateGrad']
+    """
+    return [n for n, kind in G.nodes(data="kind") if kind == "op"]
+
+
+def nodes_of(G: nx.MultiDiGraph, kind: NodeKind) -> list[str]:
+    """Ids of the nodes of one kind."""
+    return [n for n, k in G.nodes(data="kind") if k == kind]
+
+
+def engine_order(G: nx.MultiDiGraph) -> list[str]:
+    """Op node ids in the order the backward engine ran them (needs ``backward``)."""
+    stepped = [(step, n) for n, step in G.nodes(data="step") if step is not None]
+    return [n for _, n in sorted(stepped)]
+
+
+def assemble(
+    nodes: list[tuple[str, NodeAttrs]],
+    edges: list[tuple[str, str, int, EdgeAttrs]],
+    **graph_attrs: object,
+) -> nx.MultiDiGraph:
+    """Build a ``MultiDiGraph`` from node and ``(u, v, key, attrs)`` edge lists.
+
+    Equal to ``add_nodes_from`` then ``add_edges_from``, without their
+    per-item checks and attribute copies: the attribute dicts given become the
+    graph's own. Every edge end must be among ``nodes``, and keys unique per
+    pair. It fills networkx's documented adjacency structure (dict of dicts of
+    key dicts, the key dict shared between successors and predecessors); a
+    test compares the result with networkx's own construction.
+    """
+    G = nx.MultiDiGraph(**graph_attrs)
+    succ: dict[str, dict[str, dict[int, EdgeAttrs]]] = {n: {} for n, _ in nodes}
+    pred: dict[str, dict[str, dict[int, EdgeAttrs]]] = {n: {} for n, _ in nodes}
+    for u, v, key, attrs in edges:
+        keys = succ[u].get(v)
+        if keys is None:
+            keys = succ[u][v] = pred[v][u] = {}
+        keys[key] = attrs
+    G._node.update(nodes)
+    G._succ.update(succ)  # G._adj is G._succ
+    G._pred.update(pred)
+    return G

@@ -1,0 +1,246 @@
+"""Record forward values and module paths while code runs.
+
+Inside :func:`record`, every ATen op that autograd records is seen through a
+``TorchDispatchMode``, below autograd, so ops inside composites such as
+``F.cross_entropy`` (its ``LogSoftmaxBackward0``) are seen too. Once autograd
+has attached the output's ``grad_fn``, the recorder keeps a detached alias of
+the output (no copy) in that node's ``metadata`` together with the dotted path
+of the innermost ``nn.Module`` that was running. The alias lives exactly as
+long as the node does.
+
+An in-place op would overwrite an alias, so before any op that writes to a
+tensor the recorder copies the recorded values that share its storage (copy on
+write). A recorded value is therefore the value the op produced, whatever
+happens afterwards; :func:`recorded_value` also checks the version counter and
+returns ``None`` rather than a value that was changed outside the recorder.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_KEY = "gradlab"  # key of our entry in grad_fn.metadata
+_local = threading.local()
+_hooks_lock = threading.Lock()
+_hooks: list[Any] = []
+_hook_users = 0
+
+
+@dataclass
+class _Entry:
+    """What the recorder keeps for one output of one autograd node."""
+
+    value: torch.Tensor  # detached alias of the output, or its copy after copy-on-write
+    version: int  # the output's version counter when recorded
+    module: str | None
+    module_type: str | None
+    copied: bool = False
+
+    def current(self) -> bool:
+        """Whether ``value`` still holds what the op produced."""
+        return self.copied or self.value._version == self.version
+
+
+@dataclass
+class Recording:
+    """What a :func:`record` block captured."""
+
+    ops: int = 0  # outputs recorded
+    copies: int = 0  # values copied before an in-place op would overwrite them
+    _modules: list[tuple[torch.nn.Module, str]] = field(default_factory=list, repr=False)
+    _children: dict[int, dict[int, str]] = field(default_factory=dict, repr=False)
+
+
+@contextmanager
+def record() -> Iterator[Recording]:
+    """Record the forward value and module path of every op node created inside.
+
+    :func:`gradlab.trace` then attaches ``value``, ``module`` and
+    ``module_type`` to each op node. A ``record`` block nested in another one
+    in the same thread adds nothing.
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> x = torch.tensor([2.0, 3.0], requires_grad=True)
+    >>> with gradlab.record():
+    ...     y = x ** 2
+    >>> G = gradlab.trace(y)
+    >>> G.nodes["fn0"]["op"], G.nodes["fn0"]["value"]["values"]
+    ('PowBackward0', [4.0, 9.0])
+    """
+    if getattr(_local, "recorder", None) is not None:
+        yield _local.recorder.recording
+        return
+    recorder = _Recorder(Recording())
+    _acquire_module_hooks()
+    _local.recorder = recorder
+    try:
+        with recorder:
+            yield recorder.recording
+    finally:
+        recorder.flush()
+        _local.recorder = None
+        _release_module_hooks()
+
+
+def recorded(fn: Any, output: int = 0) -> _Entry | None:
+    """What :func:`record` kept for output ``output`` of autograd node ``fn``."""
+    entries: dict[int, _Entry] | None = fn.metadata.get(_KEY)
+    return entries.get(output) if entries else None
+
+
+def recorded_value(fn: Any, output: int = 0) -> torch.Tensor | None:
+    """The recorded forward value of an output of ``fn``; ``None`` if not recorded
+    or changed in place outside the recorder since."""
+    entry = recorded(fn, output)
+    return entry.value if entry is not None and entry.current() else None
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, recording: Recording) -> None:
+        super().__init__()
+        self.recording = recording
+        # Outputs of the last op, waiting for autograd to attach their grad_fn.
+        self.pending: list[tuple[Any, str | None, str | None]] = []
+        # storage pointer -> entries whose value aliases that storage.
+        self.aliases: dict[int, list[_Entry]] = {}
+        self.written_args: dict[Any, list[str]] = {}
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if self.pending:
+            self.flush()
+        if func._schema.is_mutable:
+            self._copy_before_write(func, args, kwargs)
+        out = func(*args, **kwargs)
+        module, module_type = self.current_module()
+        self.pending.append((out, module, module_type))
+        return out
+
+    def current_module(self) -> tuple[str | None, str | None]:
+        stack = self.recording._modules
+        if not stack:
+            return None, None
+        module, path = stack[-1]
+        return path, type(module).__name__
+
+    def flush(self) -> None:
+        """Attach the pending outputs to the grad_fn autograd gave them."""
+        pending, self.pending = self.pending, []
+        for out, module, module_type in pending:
+            for t in _tensors(out):
+                if t.grad_fn is not None:
+                    self._keep(t, module, module_type)
+                    if t._is_view() and t._base is not None and t._base.grad_fn is not None:
+                        # An in-place op on a view rewrites the base's history (CopySlices).
+                        self._keep(t._base, module, module_type)
+
+    def _keep(self, t: torch.Tensor, module: str | None, module_type: str | None) -> None:
+        fn = t.grad_fn
+        assert fn is not None
+        entries = fn.metadata.setdefault(_KEY, {})
+        if t.output_nr in entries:
+            return
+        # Handlers run below autograd, where ADInplaceOrView is excluded and detach()
+        # would give the alias a version counter of its own; let it share t's.
+        with torch._C._SetExcludeDispatchKeyGuard(torch._C.DispatchKey.ADInplaceOrView, False):
+            alias = t.detach()
+        entry = _Entry(alias, t._version, module, module_type)
+        entries[t.output_nr] = entry
+        self.recording.ops += 1
+        if t.layout == torch.strided and t.device.type != "meta":
+            self.aliases.setdefault(t.untyped_storage().data_ptr(), []).append(entry)
+
+    def _copy_before_write(self, func: Any, args: tuple[Any, ...], kwargs: Any) -> None:
+        names = self.written_args.get(func)
+        if names is None:
+            names = [
+                a.name
+                for a in func._schema.arguments
+                if a.alias_info is not None and a.alias_info.is_write
+            ]
+            self.written_args[func] = names
+        positional = {a.name: i for i, a in enumerate(func._schema.arguments)}
+        for name in names:
+            i = positional[name]
+            target = kwargs.get(name, args[i] if i < len(args) else None)
+            for t in _tensors(target):
+                if t.layout == torch.strided:
+                    for entry in self.aliases.pop(t.untyped_storage().data_ptr(), []):
+                        if not entry.copied and entry.value._version == entry.version:
+                            entry.value = entry.value.clone()
+                            entry.copied = True
+                            self.recording.copies += 1
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    """The tensors of an op's output or argument: a tensor, or a tuple or list of them."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, tuple | list):
+        return [t for t in out if isinstance(t, torch.Tensor)]
+    return []
+
+
+def _module_path(recording: Recording, module: torch.nn.Module) -> str:
+    """Dotted path of ``module`` below the outermost module running."""
+    stack = recording._modules
+    if not stack:
+        return ""
+    parent, parent_path = stack[-1]
+    children = recording._children.get(id(parent))
+    if children is None:
+        children = recording._children[id(parent)] = {
+            id(child): name for name, child in parent._modules.items()
+        }
+    # A module called by a module that does not own it is named by its class.
+    name = children.get(id(module)) or type(module).__name__
+    return f"{parent_path}.{name}" if parent_path else name
+
+
+def _enter_module(module: torch.nn.Module, args: Any) -> None:
+    recorder = getattr(_local, "recorder", None)
+    if recorder is not None:
+        stack = recorder.recording._modules
+        stack.append((module, _module_path(recorder.recording, module)))
+
+
+def _leave_module(module: torch.nn.Module, args: Any, output: Any) -> None:
+    recorder = getattr(_local, "recorder", None)
+    if recorder is not None:
+        stack = recorder.recording._modules
+        if stack and stack[-1][0] is module:
+            stack.pop()
+
+
+def _acquire_module_hooks() -> None:
+    # Global module hooks slow every module call in the process, so they exist
+    # only while some thread records; each checks for a recorder of its own thread.
+    global _hook_users
+    with _hooks_lock:
+        if _hook_users == 0:
+            from torch.nn.modules import module as nn_module
+
+            _hooks.append(nn_module.register_module_forward_pre_hook(_enter_module))
+            _hooks.append(nn_module.register_module_forward_hook(_leave_module, always_call=True))
+        _hook_users += 1
+
+
+def _release_module_hooks() -> None:
+    global _hook_users
+    with _hooks_lock:
+        _hook_users -= 1
+        if _hook_users == 0:
+            for handle in _hooks:
+                handle.remove()
+            _hooks.clear()

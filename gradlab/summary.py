@@ -1,0 +1,187 @@
+"""Tensor summaries: the facts GradLab keeps of a tensor.
+
+:func:`summarize_many` does the work for many tensors at once. Real floating
+tensors of one device, dtype and size are stacked and reduced along one
+dimension, and the statistics and the small tensors' values come
+back in one device-to-host transfer. So summarising every node of a
+5,000-node backward costs a handful of kernels, and no per-node
+synchronisation on a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch._utils import _flatten_dense_tensors
+
+from gradlab._gc import paused_gc
+from gradlab.graph import MAX_VALUES, NestedFloats, TensorSummary
+
+# Concatenate at most this many elements at once (256 MiB of float32).
+_CHUNK_ELEMENTS = 1 << 26
+_FAST_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
+
+
+@functools.cache
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def summarize(t: torch.Tensor) -> TensorSummary:
+    """Summarise one tensor.
+
+    Examples
+    --------
+    >>> s = summarize(torch.tensor([3.0, -4.0, float("nan")]))
+    >>> s["norm"], s["min"], s["max"], s["nan"], s["values"]
+    (5.0, -4.0, 3.0, 1, [3.0, -4.0, nan])
+    """
+    summary = summarize_many([t])[0]
+    assert summary is not None
+    return summary
+
+
+def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary | None]:
+    """Summarise many tensors in one batch; ``None`` stays ``None``.
+
+    A tensor object that appears several times is summarised once (the same
+    summary object is returned for each place).
+    """
+    out: list[TensorSummary | None] = [None] * len(tensors)
+    first: dict[int, int] = {}  # id(tensor) -> position of its first appearance
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        if t is None or id(t) in first:
+            continue
+        first[id(t)] = i
+        if t.dtype in _FAST_DTYPES and t.layout == torch.strided and t.numel() > 0:
+            by_device.setdefault(t.device, []).append(i)
+        else:
+            out[i] = _summarize_one(t)
+    with paused_gc():
+        for device, indices in by_device.items():
+            if device.type == "meta":
+                for i in indices:
+                    out[i] = _summarize_one(tensors[i])  # type: ignore[arg-type]
+                continue
+            real = [tensors[i] for i in indices]
+            for i, summary in zip(indices, _summarize_device(real), strict=True):  # type: ignore[arg-type]
+                out[i] = summary
+        for i, t in enumerate(tensors):
+            if t is not None and out[i] is None:
+                out[i] = out[first[id(t)]]
+    return out
+
+
+@torch.no_grad()
+def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
+    """Real floating, non-empty tensors of one device.
+
+    Tensors of the same dtype and size are stacked into a ``(k, n)`` matrix and
+    reduced along ``dim=1``; every group's statistics and the small tensors'
+    values then come back in one transfer.
+    """
+    groups: dict[tuple[torch.dtype, int], list[int]] = {}
+    for j, t in enumerate(tensors):
+        groups.setdefault((t.dtype, t.numel()), []).append(j)
+    parts: list[torch.Tensor] = []
+    layout: list[tuple[list[int], int]] = []  # per group: members, their size
+    for (dtype, n), members in groups.items():
+        for chunk in _chunks(members, n):
+            x = _flatten_dense_tensors([tensors[j] for j in chunk]).view(len(chunk), n)
+            if dtype in (torch.float16, torch.bfloat16):
+                x = x.float()  # their squares overflow at 65504
+            low, high = torch.aminmax(x, dim=1)
+            stats = [x.sum(1), (x * x).sum(1), low, high]  # 4 x (k,)
+            parts.append(torch.stack(stats).to(torch.float64).reshape(-1))
+            if n <= MAX_VALUES:
+                parts.append(x.to(torch.float64).reshape(-1))  # widening is exact
+            layout.append((chunk, n))
+    flat = torch.cat(parts).tolist()  # the one device-to-host transfer
+    out: list[TensorSummary | None] = [None] * len(tensors)
+    offset = 0
+    for chunk, n in layout:
+        k = len(chunk)
+        sums, squares, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
+        offset += 4 * k
+        for r, j in enumerate(chunk):
+            t = tensors[j]
+            values: NestedFloats | None = None
+            if n <= MAX_VALUES:
+                values = _nest(flat[offset + r * n : offset + (r + 1) * n], list(t.shape))
+            if math.isfinite(sums[r]) and math.isfinite(squares[r]):
+                out[j] = {
+                    "shape": list(t.shape),
+                    "dtype": dtype_name(t.dtype),
+                    "numel": n,
+                    "norm": math.sqrt(squares[r]),
+                    "mean": sums[r] / n,
+                    "min": mins[r],
+                    "max": maxs[r],
+                    "nan": 0,
+                    "inf": 0,
+                    "values": values,
+                }
+            else:  # a NaN or an Inf inside (or an overflow): count them exactly
+                out[j] = _summarize_one(t)
+        if n <= MAX_VALUES:
+            offset += k * n
+    return [s for s in out if s is not None]
+
+
+def _chunks(members: list[int], n: int) -> list[list[int]]:
+    """Split a group so that no stacked matrix exceeds the element budget."""
+    per = max(1, _CHUNK_ELEMENTS // n)
+    return [members[i : i + per] for i in range(0, len(members), per)]
+
+
+@torch.no_grad()
+def _summarize_one(t: torch.Tensor) -> TensorSummary:
+    """The slow path: complex, integer, boolean, empty, sparse or meta tensors."""
+    t = t.detach()
+    summary = TensorSummary(
+        shape=list(t.shape),
+        dtype=dtype_name(t.dtype),
+        numel=t.numel(),
+        norm=None,
+        mean=None,
+        min=None,
+        max=None,
+        nan=0,
+        inf=0,
+        values=None,
+    )
+    if t.device.type == "meta" or t.numel() == 0:
+        return summary
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    if t.is_complex():
+        magnitude = t.abs().double()
+    else:
+        magnitude = t.double()
+        if t.numel() <= MAX_VALUES:
+            summary["values"] = t.tolist()
+    finite = torch.isfinite(magnitude)
+    summary["nan"] = int(torch.isnan(magnitude).sum())
+    summary["inf"] = t.numel() - int(finite.sum()) - summary["nan"]
+    kept = magnitude[finite]
+    if kept.numel():
+        summary["norm"] = float(torch.linalg.vector_norm(kept))
+        summary["mean"] = float(kept.mean())
+        summary["min"] = float(kept.min())
+        summary["max"] = float(kept.max())
+    return summary
+
+
+def _nest(flat: list[float], shape: list[int]) -> NestedFloats:
+    """Reshape a flat list into nested lists of ``shape`` (a scalar for ``[]``)."""
+    if not shape:
+        return flat[0]
+    nested: list[NestedFloats] = list(flat)
+    for size in reversed(shape[1:]):
+        nested = [nested[i : i + size] for i in range(0, len(nested), size)]
+    return nested
