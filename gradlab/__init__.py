@@ -2,13 +2,14 @@
 
 from gradlab.backward import backward
 from gradlab.errors import ExportError, GradLabError, TraceError
+from gradlab.export import load, save
 from gradlab.graph import EdgeAttrs, NodeAttrs, TensorSummary, engine_order, nodes_of, op_nodes
 from gradlab.record import Recording, record
+from gradlab.render.dot import to_dot
 from gradlab.summary import summarize, summarize_many
 from gradlab.trace import trace
 
 __all__ = [
-    "backward",
     "EdgeAttrs",
     "ExportError",
     "GradLabError",
@@ -16,11 +17,15 @@ __all__ = [
     "Recording",
     "TensorSummary",
     "TraceError",
+    "backward",
     "engine_order",
+    "load",
     "nodes_of",
     "op_nodes",
     "record",
+    "save",
     "summarize",
     "summarize_many",
+    "to_dot",
     "trace",
 ]

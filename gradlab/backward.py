@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import networkx as nx
 import torch
 
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
+from gradlab.graph import Graph
 from gradlab.summary import summarize_many
 from gradlab.trace import Node, walk
 
@@ -27,11 +27,11 @@ Edges = list[tuple[str, str, int]]  # (producer id, consumer id, slot)
 
 def backward(
     root: torch.Tensor,
-    G: nx.MultiDiGraph,
+    G: Graph,
     gradient: torch.Tensor | None = None,
     retain_graph: bool = False,
     create_graph: bool = False,
-) -> nx.MultiDiGraph:
+) -> Graph:
     """Run ``root.backward(gradient)`` for real and record it onto ``G``.
 
     ``G`` must come from :func:`gradlab.trace` with ``root`` among its roots.
@@ -80,9 +80,7 @@ def backward(
     return G
 
 
-def _align(
-    root: torch.Tensor, G: nx.MultiDiGraph
-) -> tuple[list[Node], list[str], Edges, tuple[str, str]]:
+def _align(root: torch.Tensor, G: Graph) -> tuple[list[Node], list[str], Edges, tuple[str, str]]:
     """Pair every live node reachable from ``root`` with its id in ``G``.
 
     The root's op is found by its autograd sequence number. When ``G`` was
@@ -111,7 +109,7 @@ def _align(
     return fns, ids, [(ids[c], ids[p], slot) for c, p, slot, _ in edges], (start, out)
 
 
-def _root_op(G: nx.MultiDiGraph, fn0: Node, output: int) -> tuple[str, str]:
+def _root_op(G: Graph, fn0: Node, output: int) -> tuple[str, str]:
     """``(root's op id, output node id)``."""
     seq, op = fn0._sequence_nr(), type(fn0).__name__
     for out in G.graph.get("roots", []):
@@ -125,12 +123,12 @@ def _root_op(G: nx.MultiDiGraph, fn0: Node, output: int) -> tuple[str, str]:
     )
 
 
-def _op_ids(G: nx.MultiDiGraph) -> list[str]:
+def _op_ids(G: Graph) -> list[str]:
     return [n for n, kind in G.nodes(data="kind") if kind == "op"]
 
 
 def _write(
-    G: nx.MultiDiGraph,
+    G: Graph,
     fns: list[Node],
     ids: list[str],
     edges: Edges,

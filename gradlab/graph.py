@@ -38,6 +38,7 @@ from typing import Literal, TypeAlias, TypedDict
 
 import networkx as nx
 
+Graph: TypeAlias = nx.MultiDiGraph  # every GradLab graph; node ids are strings
 NodeKind: TypeAlias = Literal["op", "leaf", "output", "saved"]
 EdgeKind: TypeAlias = Literal["flow", "saved"]
 NestedFloats: TypeAlias = "float | int | bool | complex | list[NestedFloats]"
@@ -98,7 +99,7 @@ class EdgeAttrs(TypedDict, total=False):
     grad: TensorSummary | None  # gradient the consumer's backward sent down this edge
 
 
-def op_nodes(G: nx.MultiDiGraph) -> list[str]:
+def op_nodes(G: Graph) -> list[str]:
     """Ids of the nodes of kind ``"op"``, in id order of the walk.
 
     Examples
@@ -112,12 +113,12 @@ def op_nodes(G: nx.MultiDiGraph) -> list[str]:
     return [n for n, kind in G.nodes(data="kind") if kind == "op"]
 
 
-def nodes_of(G: nx.MultiDiGraph, kind: NodeKind) -> list[str]:
+def nodes_of(G: Graph, kind: NodeKind) -> list[str]:
     """Ids of the nodes of one kind."""
     return [n for n, k in G.nodes(data="kind") if k == kind]
 
 
-def engine_order(G: nx.MultiDiGraph) -> list[str]:
+def engine_order(G: Graph) -> list[str]:
     """Op node ids in the order the backward engine ran them (needs ``backward``)."""
     stepped = [(step, n) for n, step in G.nodes(data="step") if step is not None]
     return [n for _, n in sorted(stepped)]
@@ -127,7 +128,7 @@ def assemble(
     nodes: list[tuple[str, NodeAttrs]],
     edges: list[tuple[str, str, int, EdgeAttrs]],
     **graph_attrs: object,
-) -> nx.MultiDiGraph:
+) -> Graph:
     """Build a ``MultiDiGraph`` from node and ``(u, v, key, attrs)`` edge lists.
 
     Equal to ``add_nodes_from`` then ``add_edges_from``, without their

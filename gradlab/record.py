@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -104,9 +104,9 @@ def recorded_value(fn: Any, output: int = 0) -> torch.Tensor | None:
     return entry.value if entry is not None and entry.current() else None
 
 
-class _Recorder(TorchDispatchMode):
+class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def __init__(self, recording: Recording) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.recording = recording
         # Outputs of the last op, waiting for autograd to attach their grad_fn.
         self.pending: list[tuple[Any, str | None, str | None]] = []
@@ -148,7 +148,7 @@ class _Recorder(TorchDispatchMode):
     def _keep(self, t: torch.Tensor, module: str | None, module_type: str | None) -> None:
         fn = t.grad_fn
         assert fn is not None
-        entries = fn.metadata.setdefault(_KEY, {})
+        entries = cast("dict[str, Any]", fn.metadata).setdefault(_KEY, {})
         if t.output_nr in entries:
             return
         # Handlers run below autograd, where ADInplaceOrView is excluded and detach()

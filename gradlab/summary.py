@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch._utils import _flatten_dense_tensors
 
 from gradlab._gc import paused_gc
 from gradlab.graph import MAX_VALUES, NestedFloats, TensorSummary
@@ -92,7 +91,7 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
     layout: list[tuple[list[int], int]] = []  # per group: members, their size
     for (dtype, n), members in groups.items():
         for chunk in _chunks(members, n):
-            x = _flatten_dense_tensors([tensors[j] for j in chunk]).view(len(chunk), n)
+            x = torch._C._nn.flatten_dense_tensors([tensors[j] for j in chunk]).view(len(chunk), n)
             if dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # their squares overflow at 65504
             low, high = torch.aminmax(x, dim=1)

@@ -12,12 +12,11 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import networkx as nx
 import torch
 
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
-from gradlab.graph import EdgeAttrs, NodeAttrs, assemble
+from gradlab.graph import EdgeAttrs, Graph, NodeAttrs, assemble
 from gradlab.record import recorded
 from gradlab.summary import dtype_name, summarize_many
 
@@ -32,7 +31,7 @@ def trace(
     model: torch.nn.Module | None = None,
     show_saved: bool = False,
     values: bool = True,
-) -> nx.MultiDiGraph:
+) -> Graph:
     """Trace the backward graph reachable from ``roots`` into a ``MultiDiGraph``.
 
     Parameters
@@ -62,8 +61,10 @@ def trace(
     >>> import torch, gradlab
     >>> x = torch.tensor([2.0, 3.0], requires_grad=True)
     >>> G = gradlab.trace((x * x).sum(), params={"x": x})
-    >>> sorted((u, v, d["slot"]) for u, v, d in G.edges(data=True))
-    [('fn0', 'out0', 0), ('fn1', 'fn0', 0), ('fn2', 'fn1', 0), ('fn2', 'fn1', 1), ('leaf0', 'fn2', 0)]
+    >>> [G.nodes[n]["op"] for n in ("fn0", "fn1", "fn2")]
+    ['SumBackward0', 'MulBackward0', 'AccumulateGrad']
+    >>> sorted(G.edges(keys=True))[2:4]  # x feeds both input slots of the multiply
+    [('fn2', 'fn1', 0), ('fn2', 'fn1', 1)]
     >>> G.nodes["leaf0"]["name"], G.nodes["fn2"]["op"]
     ('x', 'AccumulateGrad')
     """
@@ -226,7 +227,7 @@ class _Builder:
             attrs = {"kind": "op", "op": op, "label": op, "outputs": 0}
         self.nodes.append((n, attrs))
         if op == "AccumulateGrad":
-            attrs.update(seq=None, name=None, module=None, module_type=None)
+            attrs["seq"] = attrs["name"] = attrs["module"] = attrs["module_type"] = None
             self._add_leaf(fn.variable, n)
             return n
         attrs["seq"] = fn._sequence_nr()
@@ -278,7 +279,9 @@ class _Builder:
             seen[id(root)] = n
             self.roots.append(n)
             fn = root.grad_fn
-            name = self.names.output(fn, root.output_nr) if fn is not None else self.names.leaf(root)
+            name = (
+                self.names.output(fn, root.output_nr) if fn is not None else self.names.leaf(root)
+            )
             attrs: NodeAttrs = {
                 "kind": "output",
                 "label": name or ("out" if len(roots) == 1 else f"out{i}"),
@@ -303,14 +306,19 @@ class _Builder:
                 n = f"saved{count}"
                 count += 1
                 total += t.numel() * t.element_size()
-                attrs: NodeAttrs = {"kind": "saved", "label": attr, "attr": attr, **_tensor_facts(t)}
+                attrs: NodeAttrs = {
+                    "kind": "saved",
+                    "label": attr,
+                    "attr": attr,
+                    **_tensor_facts(t),
+                }
                 self.nodes.append((n, attrs))
                 if self.values:
                     self.pending.append((attrs, "value", t))
                 self.edges.append((n, consumer, slot, {"kind": "saved", "slot": slot, "output": 0}))
             attrs_of[consumer]["saved_bytes"] = total
 
-    def finish(self) -> nx.MultiDiGraph:
+    def finish(self) -> Graph:
         summaries = summarize_many([t for _, _, t in self.pending])
         for (attrs, key, _), summary in zip(self.pending, summaries, strict=True):
             attrs[key] = summary  # type: ignore[literal-required]

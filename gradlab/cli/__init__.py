@@ -1,0 +1,33 @@
+"""The ``gradlab`` command. Each subcommand lives in a module of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gradlab.cli import app, export
+from gradlab.errors import GradLabError
+
+COMMANDS = (app, export)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``gradlab`` with ``argv`` (default: the process arguments); returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="gradlab",
+        description="See and debug what PyTorch's autograd really does.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except GradLabError as exc:
+        print(f"gradlab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gradlab: interrupted", file=sys.stderr)
+        return 130
+    return code

@@ -1,0 +1,1 @@
+"""Renderers draw from the graph of facts; they never touch autograd."""
