@@ -226,6 +226,8 @@ class _Builder:
         else:
             attrs = {"kind": "op", "op": op, "label": op, "outputs": 0}
         self.nodes.append((n, attrs))
+        if self.values:
+            attrs["value"] = None  # filled in below when record() kept it
         if op == "AccumulateGrad":
             attrs["seq"] = attrs["name"] = attrs["module"] = attrs["module_type"] = None
             self._add_leaf(fn.variable, n)

@@ -1,0 +1,90 @@
+"""The DOT picture, the Plotly figure and the layered layout."""
+
+import networkx as nx
+import torch
+from torch import nn
+
+import gradlab
+from gradlab.layout import layered_layout, layers
+from gradlab.render.dot import FILL, node_label, to_dot
+from gradlab.render.plotly import to_figure
+from gradlab.render.text import describe, number, shape, short
+
+
+def traced_model() -> nx.MultiDiGraph:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    with gradlab.record():
+        loss = model(torch.randn(2, 3)).sum()
+    return gradlab.backward(loss, gradlab.trace(loss, model=model))
+
+
+def test_dot_has_every_node_the_legend_colours_and_clusters() -> None:
+    G = traced_model()
+    dot = to_dot(G, clusters=True, highlight=["fn1"])
+    for n in G:
+        assert f"\t{n} [" in dot or f'\t"{n}" [' in dot
+    for colour in (FILL["leaf"], FILL["op"], FILL["output"]):
+        assert colour in dot
+    assert "cluster_0" in dot and "cluster_2" in dot and "cluster_legend" in dot
+    start = dot.index("\tfn1 [")
+    statement = dot[start : dot.index("]\n", dot.index("tooltip=", start))]
+    assert "color=red" in statement and "penwidth=3" in statement
+
+
+def test_labels_show_values_gradients_and_steps() -> None:
+    G = traced_model()
+    label = node_label(G.nodes["fn0"])
+    assert "SumBackward0" in label and "step 0" in label and "grad 1." in label
+
+
+def test_nonfinite_nodes_are_red() -> None:
+    x = torch.tensor([0.0], requires_grad=True)
+    with gradlab.record():
+        y = x.log()
+    dot = to_dot(gradlab.trace(y))
+    assert FILL["nonfinite"] in dot
+
+
+def test_layout_puts_every_edge_downwards() -> None:
+    G = traced_model()
+    pos = layered_layout(G)
+    assert set(pos) == set(G)
+    assert all(pos[u][1] > pos[v][1] for u, v in G.edges())
+    layer = layers(G)
+    assert layer["out0"] == max(layer.values())
+
+
+def test_layout_of_a_wide_random_dag_keeps_order() -> None:
+    G = nx.gn_graph(500, seed=1).reverse()  # a tree pointing to its root
+    H = nx.MultiDiGraph(G)
+    pos = layered_layout(H)
+    assert all(pos[u][1] > pos[v][1] for u, v in H.edges())
+
+
+def test_plotly_figure_names_nodes_and_colours_by_gradient() -> None:
+    G = traced_model()
+    fig = to_figure(G, color="grad", highlight=["fn2"], selected="fn3")
+    ids = [n for trace in fig.data if trace.customdata is not None for n in trace.customdata]
+    assert set(G) <= set(ids)
+    scaled = [t for t in fig.data if getattr(t.marker, "showscale", None)]
+    assert scaled and "grad" in scaled[0].marker.colorbar.title.text
+    outlines = {t.marker.line.color for t in fig.data[1:] if t.mode == "markers"}
+    assert {"red", "royalblue"} <= outlines
+
+
+def test_plotly_uses_webgl_for_big_graphs() -> None:
+    G = nx.MultiDiGraph()
+    for i in range(1200):
+        G.add_node(f"n{i}", kind="op", label="op", op="AddBackward0")
+    G.add_edges_from((f"n{i}", f"n{i + 1}") for i in range(1199))
+    fig = to_figure(G)
+    assert fig.data[0].type == "scattergl"
+
+
+def test_text_forms() -> None:
+    assert number(0.333333333) == "0.3333" and number(2.0) == "2." and number(float("nan")) == "nan"
+    assert shape([2]) == "(2,)" and shape([]) == "()"
+    s = gradlab.summarize(torch.tensor([1.0, float("inf")]))
+    assert short(s) == "[1., inf]"
+    assert "1 Inf" in describe(s)

@@ -1,0 +1,95 @@
+"""Tensor summaries against torch's own reductions."""
+
+import math
+
+import pytest
+import torch
+
+from gradlab.graph import MAX_VALUES
+from gradlab.summary import summarize, summarize_many
+
+
+def finite_stats(t: torch.Tensor) -> tuple[float, float, float, float]:
+    kept = t.detach().double()[torch.isfinite(t.detach())]
+    return (
+        float(torch.linalg.vector_norm(kept)),
+        float(kept.mean()),
+        float(kept.min()),
+        float(kept.max()),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_statistics_match_torch(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    t = torch.randn(7, 9).to(dtype)
+    s = summarize(t)
+    norm, mean, low, high = finite_stats(t)
+    rel = 1e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-6
+    assert s["norm"] == pytest.approx(norm, rel=rel)
+    assert s["mean"] == pytest.approx(mean, rel=rel, abs=1e-6)
+    assert s["min"] == low  # min and max are exact: no arithmetic
+    assert s["max"] == high
+    assert (s["shape"], s["numel"], s["nan"], s["inf"]) == ([7, 9], 63, 0, 0)
+    assert s["dtype"] == str(dtype).removeprefix("torch.")
+
+
+def test_small_values_are_torchs_own_bits() -> None:
+    t = torch.tensor([[1 / 3, -2.5], [1e-30, 7.0]], dtype=torch.float32)
+    assert summarize(t)["values"] == t.tolist()
+    assert summarize(torch.tensor(4.0))["values"] == 4.0  # a 0-d tensor is a scalar
+
+
+def test_values_kept_only_up_to_the_limit() -> None:
+    assert summarize(torch.zeros(MAX_VALUES))["values"] is not None
+    assert summarize(torch.zeros(MAX_VALUES + 1))["values"] is None
+
+
+def test_nan_and_inf_are_counted_and_statistics_use_finite_entries() -> None:
+    t = torch.tensor([3.0, float("nan"), -4.0, float("inf"), float("-inf")])
+    s = summarize(t)
+    assert (s["nan"], s["inf"]) == (1, 2)
+    assert s["norm"] == 5.0 and s["min"] == -4.0 and s["max"] == 3.0 and s["mean"] == -0.5
+    assert math.isnan(s["values"][1]) and s["values"][3] == math.inf
+
+
+def test_all_nonfinite_has_no_statistics() -> None:
+    s = summarize(torch.full((3,), float("nan")))
+    assert s["nan"] == 3 and s["norm"] is None and s["min"] is None
+
+
+def test_batch_equals_one_by_one_and_keeps_order_and_none() -> None:
+    torch.manual_seed(1)
+    ts = [
+        torch.randn(4),
+        None,
+        torch.randn(2, 3, dtype=torch.float64),
+        torch.randn(100),
+        torch.ones(4),
+    ]
+    batch = summarize_many(ts)
+    assert batch[1] is None
+    for t, s in zip(ts, batch, strict=True):
+        if t is not None:
+            assert s == summarize(t)
+
+
+def test_the_same_tensor_twice_is_summarised_once() -> None:
+    t = torch.randn(5)
+    a, b = summarize_many([t, t])
+    assert a is b
+
+
+def test_empty_integer_bool_and_complex_tensors() -> None:
+    assert summarize(torch.zeros(0))["norm"] is None
+    ints = summarize(torch.tensor([1, 2, 2]))
+    assert ints["values"] == [1, 2, 2] and ints["max"] == 2.0
+    assert summarize(torch.tensor([True, False]))["values"] == [True, False]
+    z = summarize(torch.tensor([3 + 4j]))
+    assert z["norm"] == 5.0 and z["values"] is None  # JSON has no complex numbers
+
+
+def test_a_float32_overflow_in_the_square_falls_back_to_exact_counting() -> None:
+    t = torch.tensor([3e30, -3e30], dtype=torch.float32)  # squares overflow float32
+    s = summarize(t)
+    assert s["inf"] == 0 and s["norm"] == pytest.approx(math.hypot(3e30, 3e30), rel=1e-6)
