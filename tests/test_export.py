@@ -78,7 +78,7 @@ def test_unknown_suffix_and_unreadable_files(graph: nx.MultiDiGraph, tmp_path: P
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ExportError, match="Cannot read"):
         gradlab.load(tmp_path / "bad.json")
-    with pytest.raises(ExportError, match="only .json and .graphml"):
+    with pytest.raises(ExportError, match=r"only \.json and \.graphml"):
         gradlab.load(tmp_path / "g.dot")
 
 

@@ -19,28 +19,20 @@ pytestmark = pytest.mark.slow
 def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new venv with only the built wheel installed; dependencies come from this venv."""
     base = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip"]
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)],
+        [*pip, "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     (wheel,) = (base / "dist").glob("gradlab-*.whl")
     env = base / "env"
     venv.create(env, with_pip=False)
-    site = Path(
-        subprocess.check_output(
-            [
-                env / "bin" / "python",
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ],
-            text=True,
-        ).strip()
-    )
+    site = site_packages(env)
     # Dependencies (torch, streamlit, ...) from the test venv, after the wheel's own files.
     (site / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        [*pip, "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
@@ -102,8 +94,9 @@ def test_installed_pages_run_without_exception(wheel_env: Path, tmp_path: Path) 
         "import gradlab_app\n"
         "from streamlit.testing.v1 import AppTest\n"
         "root = Path(gradlab_app.__path__[0])\n"
-        "pages = sorted(p.name for p in (root / 'pages').glob('*.py') if not p.name.startswith('_'))\n"
-        "at = AppTest.from_file(str(root / 'app.py'), default_timeout=120).run()\n"
+        "pages = sorted((root / 'pages').glob('*.py'))\n"
+        "at = AppTest.from_file(str(root / 'app.py'), default_timeout=120)\n"
+        "at.run()\n"
         "assert not at.exception, at.exception\n"
         "print('pages', len(pages))\n"
     )
