@@ -10,19 +10,19 @@ and the hooks are removed whatever happens.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
-from gradlab.graph import Graph
+from gradlab.graph import EdgeAttrs, Graph, NodeAttrs, TensorSummary, edge_dicts
 from gradlab.summary import summarize_many
 from gradlab.trace import Node, walk
 
 # One hook call: (node index, gradients sent per input slot, gradients received per output).
 _Call = tuple[int, Sequence[torch.Tensor | None], Sequence[torch.Tensor | None]]
-Edges = list[tuple[str, str, int]]  # (producer id, consumer id, slot)
 
 
 def backward(
@@ -61,11 +61,11 @@ def backward(
             "Compute something from it first, e.g. (x ** 2).sum()."
         )
     with paused_gc():
-        fns, ids, edges, root_edge = _align(root, G)
+        plan = _align(root, G)
         calls: list[_Call] = []
         hooks = [
-            fn.register_hook(lambda sent, arrived, i=i: calls.append((i, sent, arrived)))
-            for i, fn in enumerate(fns)
+            fn.register_hook(_step_only(calls, i) if i in plan.fresh else _keep_all(calls, i))
+            for i, fn in enumerate(plan.fns)
         ]
         try:
             torch.autograd.backward(
@@ -74,14 +74,41 @@ def backward(
         finally:
             for hook in hooks:
                 hook.remove()
-        seed = gradient if gradient is not None else torch.ones_like(root)
-        _write(G, fns, ids, edges, calls, root_edge, seed)
+        _write(plan, calls, gradient if gradient is not None else torch.ones_like(root))
     G.graph["backward"] = {"steps": len(calls), "retain_graph": retain_graph}
     return G
 
 
-def _align(root: torch.Tensor, G: Graph) -> tuple[list[Node], list[str], Edges, tuple[str, str]]:
-    """Pair every live node reachable from ``root`` with its id in ``G``.
+def _keep_all(calls: list[_Call], i: int) -> Any:
+    def hook(sent: Sequence[torch.Tensor | None], arrived: Sequence[torch.Tensor | None]) -> None:
+        calls.append((i, sent, arrived))
+
+    return hook
+
+
+def _step_only(calls: list[_Call], i: int) -> Any:
+    # Holding no reference lets AccumulateGrad keep the incoming tensor as .grad
+    # (no copy); its summary is read from .grad afterwards, the very same bits.
+    def hook(sent: Sequence[torch.Tensor | None], arrived: Sequence[torch.Tensor | None]) -> None:
+        calls.append((i, (), ()))
+
+    return hook
+
+
+@dataclass
+class _Plan:
+    """The live nodes reachable from the root and the attribute dicts they write to."""
+
+    fns: list[Node]
+    nodes: list[NodeAttrs]  # per live node
+    sent: list[list[tuple[int, EdgeAttrs]]]  # per live node: (input slot, in-edge)
+    leaves: dict[int, tuple[EdgeAttrs, NodeAttrs]]  # AccumulateGrad: leaf edge, leaf node
+    fresh: set[int]  # AccumulateGrad whose leaf has no .grad yet: .grad will be what arrives
+    output: tuple[NodeAttrs, EdgeAttrs]  # the root's output node and its in-edge
+
+
+def _align(root: torch.Tensor, G: Graph) -> _Plan:
+    """Pair every live node reachable from ``root`` with its node in ``G``.
 
     The root's op is found by its autograd sequence number. When ``G`` was
     traced from this root alone the walk orders agree and ids go by position;
@@ -91,22 +118,35 @@ def _align(root: torch.Tensor, G: Graph) -> tuple[list[Node], list[str], Edges, 
     fn0 = root.grad_fn
     start, out = _root_op(G, fn0, root.output_nr)
     fns, edges = walk([fn0])
-    nodes = G.nodes
+    node_attrs: dict[str, NodeAttrs] = dict(G.nodes(data=True))
+    edge_attrs = edge_dicts(G)
     if start == "fn0" and len(G.graph["roots"]) == 1:
         ids = [f"fn{i}" for i in range(len(fns))]
     else:
+        producer = {(v, k): u for u, v, k in edge_attrs}
         ids = [""] * len(fns)
         ids[0] = start
-        producer = {(v, k): u for u, v, k in G.in_edges(_op_ids(G), keys=True)}
         for child, parent, slot, _ in edges:  # a parent is always reached before its children
             ids[child] = producer.get((ids[parent], slot), "")
     for n, fn in zip(ids, fns, strict=True):
-        if n not in nodes or nodes[n].get("op") != type(fn).__name__:
+        if n not in node_attrs or node_attrs[n].get("op") != type(fn).__name__:
             raise TraceError(
                 "The graph given does not match this tensor's autograd graph (was it traced "
                 "from another run?). Trace again: G = gradlab.trace(root)."
             )
-    return fns, ids, [(ids[c], ids[p], slot) for c, p, slot, _ in edges], (start, out)
+    sent: list[list[tuple[int, EdgeAttrs]]] = [[] for _ in fns]
+    for child, parent, slot, _ in edges:
+        sent[parent].append((slot, edge_attrs[ids[child], ids[parent], slot]))
+    leaves, fresh = {}, set()
+    for i, fn in enumerate(fns):
+        if type(fn).__name__ == "AccumulateGrad":
+            (leaf,) = G.predecessors(ids[i])
+            leaves[i] = (edge_attrs[leaf, ids[i], 0], node_attrs[leaf])
+            variable = fn.variable
+            if variable.grad is None and not variable._post_accumulate_grad_hooks:
+                fresh.add(i)
+    output = (node_attrs[out], edge_attrs[start, out, 0])
+    return _Plan(fns, [node_attrs[n] for n in ids], sent, leaves, fresh, output)
 
 
 def _root_op(G: Graph, fn0: Node, output: int) -> tuple[str, str]:
@@ -123,46 +163,37 @@ def _root_op(G: Graph, fn0: Node, output: int) -> tuple[str, str]:
     )
 
 
-def _op_ids(G: Graph) -> list[str]:
-    return [n for n, kind in G.nodes(data="kind") if kind == "op"]
-
-
-def _write(
-    G: Graph,
-    fns: list[Node],
-    ids: list[str],
-    edges: Edges,
-    calls: list[_Call],
-    root_edge: tuple[str, str],
-    seed: torch.Tensor,
-) -> None:
-    nodes, edge_attrs = G.nodes, G.edges
-    for n in ids:
-        nodes[n]["step"] = None
-        nodes[n]["grad"] = None
-    producer = {(v, slot): u for u, v, slot in edges}
-    # (tensor, where, key): where[key] becomes the tensor's summary, all in one batch.
-    jobs: list[tuple[torch.Tensor | None, Any, Any]] = []
-    for step, (i, grad_inputs, grad_outputs) in enumerate(calls):
-        n = ids[i]
-        node = nodes[n]
+def _write(plan: _Plan, calls: list[_Call], seed: torch.Tensor) -> None:
+    """Set ``step`` and summarise every gradient into its node or edge, in one batch."""
+    for attrs in plan.nodes:
+        attrs["step"] = None
+        attrs["grad"] = None
+    tensors: list[torch.Tensor | None] = []
+    places: list[tuple[Any, Any]] = []  # where[key] = the summary of tensors[i]
+    for step, (i, sent, arrived) in enumerate(calls):
+        node = plan.nodes[i]
         node["step"] = step
-        arrived = grad_outputs[0] if grad_outputs else None
-        jobs.append((arrived, node, "grad"))
-        if len(grad_outputs) > 1:
-            node["output_grads"] = [None] * len(grad_outputs)
-            jobs += [(g, node["output_grads"], k) for k, g in enumerate(grad_outputs)]
-        for slot, sent in enumerate(grad_inputs):
-            u = producer.get((n, slot))
-            if u is not None:
-                jobs.append((sent, edge_attrs[u, n, slot], "grad"))
-        if node["op"] == "AccumulateGrad":
-            (leaf,) = G.predecessors(n)  # leaf -> AccumulateGrad carries what arrived
-            jobs.append((arrived, edge_attrs[leaf, n, 0], "grad"))
-            jobs.append((fns[i].variable.grad, nodes[leaf], "grad"))
-    out = root_edge[1]
-    jobs.append((seed, nodes[out], "grad"))
-    jobs.append((seed, edge_attrs[root_edge[0], out, 0], "grad"))
-    summaries = summarize_many([t for t, _, _ in jobs])
-    for (_, where, key), summary in zip(jobs, summaries, strict=True):
+        if i in plan.fresh:
+            first = plan.fns[i].variable.grad
+            arrived = (first,)
+        else:
+            first = arrived[0] if arrived else None
+        tensors.append(first)
+        places.append((node, "grad"))
+        if len(arrived) > 1:
+            per_output: list[TensorSummary | None] = [None] * len(arrived)
+            node["output_grads"] = per_output
+            tensors += arrived
+            places += [(per_output, k) for k in range(len(arrived))]
+        for slot, edge in plan.sent[i]:
+            tensors.append(sent[slot] if slot < len(sent) else None)
+            places.append((edge, "grad"))
+        if i in plan.leaves:  # AccumulateGrad: the leaf edge carries what arrived
+            edge, leaf = plan.leaves[i]
+            tensors += [first, plan.fns[i].variable.grad]
+            places += [(edge, "grad"), (leaf, "grad")]
+    out_node, out_edge = plan.output
+    tensors += [seed, seed]
+    places += [(out_node, "grad"), (out_edge, "grad")]
+    for (where, key), summary in zip(places, summarize_many(tensors), strict=True):
         where[key] = summary

@@ -150,3 +150,17 @@ def assemble(
     G._succ.update(succ)  # G._adj is G._succ
     G._pred.update(pred)
     return G
+
+
+def edge_dicts(G: Graph) -> dict[tuple[str, str, int], EdgeAttrs]:
+    """``(u, v, key) -> attribute dict`` for every edge, the graph's own dicts.
+
+    The same as ``{(u, v, k): d for u, v, k, d in G.edges(keys=True, data=True)}``
+    without the view machinery, for code that touches every edge.
+    """
+    return {
+        (u, v, key): attrs
+        for u, targets in G._succ.items()
+        for v, keys in targets.items()
+        for key, attrs in keys.items()
+    }

@@ -33,7 +33,7 @@ _hooks: list[Any] = []
 _hook_users = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """What the recorder keeps for one output of one autograd node."""
 
@@ -105,74 +105,73 @@ def recorded_value(fn: Any, output: int = 0) -> torch.Tensor | None:
 
 
 class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    # Outputs wait in a batch until autograd has attached their grad_fn. Only an
+    # op that writes to a tensor can change an existing tensor's grad_fn, so the
+    # batch is resolved before such an op, when it grows large, and on exit.
+    FLUSH_EVERY = 256
+
     def __init__(self, recording: Recording) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.recording = recording
-        # Outputs of the last op, waiting for autograd to attach their grad_fn.
-        self.pending: list[tuple[Any, str | None, str | None]] = []
+        self.modules = recording._modules
+        # (op output, innermost (module, path) or None, whether the op wrote in place)
+        self.pending: list[tuple[Any, tuple[torch.nn.Module, str] | None, bool]] = []
         # storage pointer -> entries whose value aliases that storage.
         self.aliases: dict[int, list[_Entry]] = {}
-        self.written_args: dict[Any, list[str]] = {}
+        # op -> positions and names of the arguments it writes to (empty: none)
+        self.written: dict[Any, list[tuple[int, str]]] = {}
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
     ) -> Any:
-        kwargs = kwargs or {}
-        if self.pending:
+        written = self.written.get(func)
+        if written is None:
+            written = self.written[func] = _written_arguments(func)
+        if written:
             self.flush()
-        if func._schema.is_mutable:
-            self._copy_before_write(func, args, kwargs)
-        out = func(*args, **kwargs)
-        module, module_type = self.current_module()
-        self.pending.append((out, module, module_type))
+            self._copy_before_write(written, args, kwargs or {})
+        elif len(self.pending) >= self.FLUSH_EVERY:
+            self.flush()
+        out = func(*args, **kwargs) if kwargs else func(*args)
+        modules = self.modules
+        self.pending.append((out, modules[-1] if modules else None, bool(written)))
         return out
-
-    def current_module(self) -> tuple[str | None, str | None]:
-        stack = self.recording._modules
-        if not stack:
-            return None, None
-        module, path = stack[-1]
-        return path, type(module).__name__
 
     def flush(self) -> None:
         """Attach the pending outputs to the grad_fn autograd gave them."""
+        if not self.pending:
+            return
         pending, self.pending = self.pending, []
-        for out, module, module_type in pending:
-            for t in _tensors(out):
-                if t.grad_fn is not None:
-                    self._keep(t, module, module_type)
-                    if t._is_view() and t._base is not None and t._base.grad_fn is not None:
+        # Handlers run below autograd, where ADInplaceOrView is excluded and detach()
+        # would give an alias a version counter of its own; let it share the output's.
+        with torch._C._SetExcludeDispatchKeyGuard(torch._C.DispatchKey.ADInplaceOrView, False):
+            for out, module, wrote in pending:
+                for t in (out,) if isinstance(out, torch.Tensor) else _tensors(out):
+                    if t.grad_fn is None:
+                        continue
+                    self._keep(t, module)
+                    if wrote and t._is_view() and t._base is not None:
                         # An in-place op on a view rewrites the base's history (CopySlices).
-                        self._keep(t._base, module, module_type)
+                        self._keep(t._base, module)
 
-    def _keep(self, t: torch.Tensor, module: str | None, module_type: str | None) -> None:
+    def _keep(self, t: torch.Tensor, module: tuple[torch.nn.Module, str] | None) -> None:
         fn = t.grad_fn
-        assert fn is not None
+        if fn is None:
+            return
         entries = cast("dict[str, Any]", fn.metadata).setdefault(_KEY, {})
         if t.output_nr in entries:
             return
-        # Handlers run below autograd, where ADInplaceOrView is excluded and detach()
-        # would give the alias a version counter of its own; let it share t's.
-        with torch._C._SetExcludeDispatchKeyGuard(torch._C.DispatchKey.ADInplaceOrView, False):
-            alias = t.detach()
-        entry = _Entry(alias, t._version, module, module_type)
+        path, kind = (module[1], type(module[0]).__name__) if module else (None, None)
+        entry = _Entry(t.detach(), t._version, path, kind)
         entries[t.output_nr] = entry
         self.recording.ops += 1
         if t.layout == torch.strided and t.device.type != "meta":
             self.aliases.setdefault(t.untyped_storage().data_ptr(), []).append(entry)
 
-    def _copy_before_write(self, func: Any, args: tuple[Any, ...], kwargs: Any) -> None:
-        names = self.written_args.get(func)
-        if names is None:
-            names = [
-                a.name
-                for a in func._schema.arguments
-                if a.alias_info is not None and a.alias_info.is_write
-            ]
-            self.written_args[func] = names
-        positional = {a.name: i for i, a in enumerate(func._schema.arguments)}
-        for name in names:
-            i = positional[name]
+    def _copy_before_write(
+        self, written: list[tuple[int, str]], args: tuple[Any, ...], kwargs: Any
+    ) -> None:
+        for i, name in written:
             target = kwargs.get(name, args[i] if i < len(args) else None)
             for t in _tensors(target):
                 if t.layout == torch.strided:
@@ -181,6 +180,15 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                             entry.value = entry.value.clone()
                             entry.copied = True
                             self.recording.copies += 1
+
+
+def _written_arguments(func: Any) -> list[tuple[int, str]]:
+    """Positions and names of the arguments an op writes to (in place or ``out=``)."""
+    return [
+        (i, a.name)
+        for i, a in enumerate(func._schema.arguments)
+        if a.alias_info is not None and a.alias_info.is_write
+    ]
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:

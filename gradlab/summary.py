@@ -1,7 +1,7 @@
 """Tensor summaries: the facts GradLab keeps of a tensor.
 
 :func:`summarize_many` does the work for many tensors at once. Real floating
-tensors of one device, dtype and size are stacked and reduced along one
+tensors of one device, dtype and shape are stacked and reduced along one
 dimension, and the statistics and the small tensors' values come
 back in one device-to-host transfer. So summarising every node of a
 5,000-node backward costs a handful of kernels, and no per-node
@@ -80,18 +80,19 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
 def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
     """Real floating, non-empty tensors of one device.
 
-    Tensors of the same dtype and size are stacked into a ``(k, n)`` matrix and
-    reduced along ``dim=1``; every group's statistics and the small tensors'
-    values then come back in one transfer.
+    Tensors of the same dtype and shape are stacked into a ``(k, n)`` matrix
+    (one kernel, views included) and reduced along ``dim=1``; every group's
+    statistics and the small tensors' values then come back in one transfer.
     """
-    groups: dict[tuple[torch.dtype, int], list[int]] = {}
+    groups: dict[tuple[torch.dtype, torch.Size], list[int]] = {}
     for j, t in enumerate(tensors):
-        groups.setdefault((t.dtype, t.numel()), []).append(j)
+        groups.setdefault((t.dtype, t.shape), []).append(j)
     parts: list[torch.Tensor] = []
-    layout: list[tuple[list[int], int]] = []  # per group: members, their size
-    for (dtype, n), members in groups.items():
+    layout: list[tuple[list[int], torch.dtype, torch.Size]] = []
+    for (dtype, size), members in groups.items():
+        n = size.numel()
         for chunk in _chunks(members, n):
-            x = torch._C._nn.flatten_dense_tensors([tensors[j] for j in chunk]).view(len(chunk), n)
+            x = torch.stack([tensors[j] for j in chunk]).view(len(chunk), n)
             if dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # their squares overflow at 65504
             low, high = torch.aminmax(x, dim=1)
@@ -99,23 +100,22 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
             parts.append(torch.stack(stats).to(torch.float64).reshape(-1))
             if n <= MAX_VALUES:
                 parts.append(x.to(torch.float64).reshape(-1))  # widening is exact
-            layout.append((chunk, n))
+            layout.append((chunk, dtype, size))
     flat = torch.cat(parts).tolist()  # the one device-to-host transfer
     out: list[TensorSummary | None] = [None] * len(tensors)
     offset = 0
-    for chunk, n in layout:
-        k = len(chunk)
+    for chunk, dtype, size in layout:
+        k, n, shape, dname = len(chunk), size.numel(), list(size), dtype_name(dtype)
         sums, squares, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
         for r, j in enumerate(chunk):
-            t = tensors[j]
             values: NestedFloats | None = None
             if n <= MAX_VALUES:
-                values = _nest(flat[offset + r * n : offset + (r + 1) * n], list(t.shape))
+                values = _nest(flat[offset + r * n : offset + (r + 1) * n], shape)
             if math.isfinite(sums[r]) and math.isfinite(squares[r]):
                 out[j] = {
-                    "shape": list(t.shape),
-                    "dtype": dtype_name(t.dtype),
+                    "shape": shape[:],
+                    "dtype": dname,
                     "numel": n,
                     "norm": math.sqrt(squares[r]),
                     "mean": sums[r] / n,
@@ -126,7 +126,7 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
                     "values": values,
                 }
             else:  # a NaN or an Inf inside (or an overflow): count them exactly
-                out[j] = _summarize_one(t)
+                out[j] = _summarize_one(tensors[j])
         if n <= MAX_VALUES:
             offset += k * n
     return [s for s in out if s is not None]

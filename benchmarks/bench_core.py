@@ -1,0 +1,168 @@
+"""Core costs on the 1,000-layer MLP (5,001 autograd nodes), as ratios to baselines.
+
+Run: python benchmarks/bench_core.py [--depth 1000] [--repeat 15]
+
+Every subject and its baseline are timed in the same run, interleaved, and the
+table shows medians. Ratios matter, not absolute times: the machine may be
+shared.
+
+* trace: ``gradlab.trace`` with shapes, names and module paths (a recorded
+  forward, ``values=False``) against a bare walk of ``next_functions`` that
+  builds a networkx graph with op names only, and against torchviz's
+  ``make_dot`` (recursion limit raised); ``trace`` with value summaries too.
+* capture: forward + ``gradlab.backward`` (every node's gradient and step, every
+  edge's gradient) against a plain forward + ``backward()``; the capture needs a
+  traced graph, so the line with trace counts that as well.
+* record: a forward inside ``gradlab.record()`` against a plain forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+
+import networkx as nx
+import torch
+
+import gradlab
+from gradlab.models import mlp
+
+Timing = Callable[[], float]
+
+
+def timed(work: Callable[[], object]) -> Timing:
+    """A timing of one call of ``work``."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
+    return run
+
+
+def compare(cases: dict[str, Timing], repeat: int) -> dict[str, float]:
+    """Median seconds of each case, the cases interleaved round by round."""
+    for timing in cases.values():
+        timing()  # warm up
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, timing in cases.items():
+            gc.collect()
+            samples[name].append(timing())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
+    """The baseline: next_functions into networkx, op names only."""
+    G = nx.MultiDiGraph()
+    ids = {root.grad_fn: 0}
+    G.add_node(0, op=type(root.grad_fn).__name__)
+    stack = [root.grad_fn]
+    while stack:
+        fn = stack.pop()
+        for slot, (child, _) in enumerate(fn.next_functions):
+            if child is None:
+                continue
+            if child not in ids:
+                ids[child] = len(ids)
+                G.add_node(ids[child], op=type(child).__name__)
+                stack.append(child)
+            G.add_edge(ids[child], ids[fn], slot=slot)
+    return G
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--depth", type=int, default=1000)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    sys.setrecursionlimit(100_000)  # torchviz walks recursively
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import torchviz
+
+    torch.manual_seed(0)
+    model = mlp(args.depth, args.width, inputs=args.width)
+    x = torch.randn(args.batch, args.width)
+    params = dict(model.named_parameters())
+    with gradlab.record():
+        recorded = model(x).sum()
+    nodes = len(gradlab.op_nodes(gradlab.trace(recorded, values=False)))
+
+    def plain_step() -> None:
+        model(x).sum().backward()
+
+    def captured_step() -> None:
+        out = model(x).sum()
+        gradlab.backward(out, gradlab.trace(out, values=False))
+
+    def capture_only() -> float:
+        """Forward and the capturing backward, without the trace between them."""
+        start = time.perf_counter()
+        out = model(x).sum()
+        forward_done = time.perf_counter()
+        G = gradlab.trace(out, values=False)
+        backward_start = time.perf_counter()
+        gradlab.backward(out, G)
+        return forward_done - start + time.perf_counter() - backward_start
+
+    def forward() -> None:
+        model(x)
+
+    def recorded_forward() -> None:
+        with gradlab.record():
+            model(x)
+
+    trace = compare(
+        {
+            "bare walk": timed(lambda: bare_walk(recorded)),
+            "trace (shapes, names, modules)": timed(
+                lambda: gradlab.trace(recorded, model=model, values=False)
+            ),
+            "trace with value summaries": timed(lambda: gradlab.trace(recorded, model=model)),
+            "torchviz make_dot": timed(lambda: torchviz.make_dot(recorded, params=params)),
+        },
+        args.repeat,
+    )
+    capture = compare(
+        {
+            "plain forward + backward": timed(plain_step),
+            "forward + backward with capture": capture_only,
+            "forward + trace + backward with capture": timed(captured_step),
+        },
+        args.repeat,
+    )
+    record = compare(
+        {"plain forward": timed(forward), "forward inside record()": timed(recorded_forward)},
+        args.repeat,
+    )
+
+    print(
+        f"MLP {args.depth} layers x {args.width} wide, batch {args.batch}: {nodes} autograd nodes"
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeat}\n"
+    )
+    rows = [
+        ("trace", trace, "bare walk"),
+        ("capture", capture, "plain forward + backward"),
+        ("record", record, "plain forward"),
+    ]
+    print(f"{'measure':<42} {'ms':>9} {'ratio':>7}")
+    for title, table, baseline in rows:
+        print(f"-- {title}")
+        for name, seconds in table.items():
+            ratio = seconds / table[baseline]
+            print(f"{name:<42} {seconds * 1000:9.1f} {ratio:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
