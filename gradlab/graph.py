@@ -45,6 +45,8 @@ NestedFloats: TypeAlias = "float | int | bool | complex | list[NestedFloats]"
 
 #: The number of elements up to which a summary keeps the values themselves.
 MAX_VALUES = 64
+#: Bins of the histogram kept for bigger tensors.
+HIST_BINS = 16
 
 
 class TensorSummary(TypedDict):
@@ -65,6 +67,7 @@ class TensorSummary(TypedDict):
     nan: int
     inf: int
     values: NestedFloats | None  # the tensor itself (``tolist()``) when numel <= MAX_VALUES
+    hist: list[int] | None  # bigger tensors: counts in HIST_BINS equal bins over [min, max]
 
 
 class NodeAttrs(TypedDict, total=False):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from gradlab._gc import paused_gc
-from gradlab.graph import MAX_VALUES, NestedFloats, TensorSummary
+from gradlab.graph import HIST_BINS, MAX_VALUES, NestedFloats, TensorSummary
 
 # Concatenate at most this many elements at once (256 MiB of float32).
 _CHUNK_ELEMENTS = 1 << 26
@@ -100,6 +100,8 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
             parts.append(torch.stack(stats).to(torch.float64).reshape(-1))
             if n <= MAX_VALUES:
                 parts.append(x.to(torch.float64).reshape(-1))  # widening is exact
+            else:
+                parts.append(_histograms(x, low, high).reshape(-1))
             layout.append((chunk, dtype, size))
     flat = torch.cat(parts).tolist()  # the one device-to-host transfer
     out: list[TensorSummary | None] = [None] * len(tensors)
@@ -108,10 +110,10 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
         k, n, shape, dname = len(chunk), size.numel(), list(size), dtype_name(dtype)
         sums, squares, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
+        width = n if n <= MAX_VALUES else HIST_BINS
         for r, j in enumerate(chunk):
-            values: NestedFloats | None = None
-            if n <= MAX_VALUES:
-                values = _nest(flat[offset + r * n : offset + (r + 1) * n], shape)
+            part = flat[offset + r * width : offset + (r + 1) * width]
+            values = _nest(part, shape) if n <= MAX_VALUES else None
             if math.isfinite(sums[r]) and math.isfinite(squares[r]):
                 out[j] = {
                     "shape": shape[:],
@@ -124,12 +126,20 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
                     "nan": 0,
                     "inf": 0,
                     "values": values,
+                    "hist": None if n <= MAX_VALUES else [int(c) for c in part],
                 }
             else:  # a NaN or an Inf inside (or an overflow): count them exactly
                 out[j] = _summarize_one(tensors[j])
-        if n <= MAX_VALUES:
-            offset += k * n
+        offset += k * width
     return [s for s in out if s is not None]
+
+
+def _histograms(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Per row of ``x`` (k, n): counts in HIST_BINS equal bins over [low, high], float64."""
+    span = (high - low).clamp_min(torch.finfo(x.dtype).tiny)[:, None]
+    bins = ((x - low[:, None]) / span * HIST_BINS).long().clamp_(0, HIST_BINS - 1)
+    counts = torch.zeros(x.shape[0], HIST_BINS, dtype=torch.float64, device=x.device)
+    return counts.scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float64))
 
 
 def _chunks(members: list[int], n: int) -> list[list[int]]:
@@ -153,6 +163,7 @@ def _summarize_one(t: torch.Tensor) -> TensorSummary:
         nan=0,
         inf=0,
         values=None,
+        hist=None,
     )
     if t.device.type == "meta" or t.numel() == 0:
         return summary
@@ -171,8 +182,11 @@ def _summarize_one(t: torch.Tensor) -> TensorSummary:
     if kept.numel():
         summary["norm"] = float(torch.linalg.vector_norm(kept))
         summary["mean"] = float(kept.mean())
-        summary["min"] = float(kept.min())
-        summary["max"] = float(kept.max())
+        low, high = torch.aminmax(kept)
+        summary["min"], summary["max"] = float(low), float(high)
+        if t.numel() > MAX_VALUES:
+            counts = _histograms(kept[None, :], low[None], high[None])
+            summary["hist"] = [int(c) for c in counts[0].tolist()]
     return summary
 
 

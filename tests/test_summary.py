@@ -93,3 +93,15 @@ def test_a_float32_overflow_in_the_square_falls_back_to_exact_counting() -> None
     t = torch.tensor([3e30, -3e30], dtype=torch.float32)  # squares overflow float32
     s = summarize(t)
     assert s["inf"] == 0 and s["norm"] == pytest.approx(math.hypot(3e30, 3e30), rel=1e-6)
+
+
+def test_bigger_tensors_get_a_histogram_of_their_finite_entries() -> None:
+    t = torch.cat([torch.zeros(60), torch.ones(40), torch.tensor([float("nan")])])
+    for s in (summarize(t), summarize(t[:100])):  # the slow path (a NaN) and the batch
+        assert s["values"] is None and sum(s["hist"]) == 100
+        assert s["hist"][0] == 60 and s["hist"][-1] == 40
+    assert summarize(torch.zeros(3))["hist"] is None  # small tensors keep their values
+    torch.manual_seed(0)
+    x = torch.randn(1000)
+    want = torch.histc(x, bins=16, min=float(x.min()), max=float(x.max()))
+    assert summarize(x)["hist"] == [int(c) for c in want]
