@@ -73,6 +73,13 @@ def test_plotly_figure_names_nodes_and_colours_by_gradient() -> None:
     assert {"red", "royalblue"} <= outlines
 
 
+def test_plotly_colours_by_kind_are_valid_css() -> None:
+    G = traced_model()
+    fig = to_figure(G)  # would raise on a Graphviz-only colour name
+    colours = {c for t in fig.data[1:] for c in (t.marker.color or [])}
+    assert {FILL["leaf"], FILL["op"], FILL["output"]} <= colours
+
+
 def test_plotly_uses_webgl_for_big_graphs() -> None:
     G = nx.MultiDiGraph()
     for i in range(1200):

@@ -25,13 +25,14 @@ import graphviz
 from gradlab.graph import Graph, NodeAttrs, TensorSummary
 from gradlab.render.text import shape, short
 
+# Hex, so Graphviz and the browser (Plotly) read the same colours.
 FILL = {
-    "leaf": "lightblue",
-    "leaf_nograd": "white",
-    "op": "lightgrey",
-    "output": "darkolivegreen1",
-    "saved": "orange",
-    "nonfinite": "tomato",
+    "leaf": "#add8e6",  # light blue
+    "leaf_nograd": "#ffffff",
+    "op": "#d3d3d3",  # light grey
+    "output": "#caff70",  # torchviz's darkolivegreen1
+    "saved": "#ffa500",  # orange
+    "nonfinite": "#ff6347",  # tomato
 }
 LEGEND = (
     ("leaf", "leaf (requires grad)"),
@@ -62,7 +63,7 @@ def to_dot(
     >>> import torch, gradlab
     >>> x = torch.tensor([2.0, 3.0], requires_grad=True)
     >>> dot = to_dot(gradlab.trace((x ** 2).sum()))
-    >>> "PowBackward0" in dot and "lightblue" in dot
+    >>> "PowBackward0" in dot and FILL["leaf"] in dot
     True
     """
     marked = set(highlight)

@@ -1,0 +1,86 @@
+"""Programs and view state in a URL: a shared link opens the same example at the same step.
+
+A program travels compressed (zlib, then URL-safe base64) in one query
+parameter; a link to an unmodified example carries only its id. Everything
+read back from a URL is checked: a damaged parameter gives ``None``, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+MAX_PROGRAM_CHARS = 20_000
+View = Literal["plotly", "graphviz"]
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What a link restores: the program (or an example id), the view, a node, a step."""
+
+    program: str | None = None
+    example: str | None = None
+    view: View = "plotly"
+    node: str | None = None
+    step: int | None = None
+    presenter: bool = False
+
+
+def pack(program: str) -> str:
+    """Compress a program into a URL-safe token.
+
+    Examples
+    --------
+    >>> unpack(pack("y = x ** 2"))
+    'y = x ** 2'
+    """
+    return base64.urlsafe_b64encode(zlib.compress(program.encode(), 9)).decode().rstrip("=")
+
+
+def unpack(token: str) -> str | None:
+    """The program in a token from :func:`pack`; ``None`` when the token is damaged."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        text = zlib.decompressobj().decompress(raw, MAX_PROGRAM_CHARS * 4).decode()
+    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
+        return None
+    return text if len(text) <= MAX_PROGRAM_CHARS else None
+
+
+def to_params(state: ViewState) -> dict[str, str]:
+    """Query parameters for a state (defaults left out, so links stay short)."""
+    params: dict[str, str] = {}
+    if state.example is not None:
+        params["example"] = state.example
+    elif state.program is not None:
+        params["p"] = pack(state.program)
+    if state.view != "plotly":
+        params["view"] = state.view
+    if state.node:
+        params["node"] = state.node
+    if state.step is not None:
+        params["step"] = str(state.step)
+    if state.presenter:
+        params["present"] = "1"
+    return params
+
+
+def from_params(params: Mapping[str, str]) -> ViewState:
+    """The state in query parameters; anything unreadable falls back to its default."""
+    program = unpack(params["p"]) if "p" in params else None
+    view: View = "graphviz" if params.get("view") == "graphviz" else "plotly"
+    step = params.get("step", "")
+    node = params.get("node", "")
+    return ViewState(
+        program=program,
+        example=params.get("example") or None,
+        view=view,
+        node=node if node.isidentifier() else None,
+        step=int(step) if step.isdigit() else None,
+        presenter=params.get("present") == "1",
+    )
