@@ -31,6 +31,7 @@ def backward(
     gradient: torch.Tensor | None = None,
     retain_graph: bool = False,
     create_graph: bool = False,
+    histograms: bool = False,
 ) -> Graph:
     """Run ``root.backward(gradient)`` for real and record it onto ``G``.
 
@@ -42,7 +43,8 @@ def backward(
     are summed (``y * y``). Leaves get their accumulated ``.grad``. The
     values are PyTorch's own. Errors from PyTorch (a non-scalar root without
     ``gradient``, a graph already freed) propagate unchanged; see
-    :func:`gradlab.explain`. Returns ``G``.
+    :func:`gradlab.explain`. ``histograms`` adds a histogram to the summaries
+    of gradients with more than 64 elements. Returns ``G``.
 
     Examples
     --------
@@ -74,7 +76,8 @@ def backward(
         finally:
             for hook in hooks:
                 hook.remove()
-        _write(plan, calls, gradient if gradient is not None else torch.ones_like(root))
+        seed = gradient if gradient is not None else torch.ones_like(root)
+        _write(plan, calls, seed, histograms)
     G.graph["backward"] = {"steps": len(calls), "retain_graph": retain_graph}
     return G
 
@@ -163,7 +166,7 @@ def _root_op(G: Graph, fn0: Node, output: int) -> tuple[str, str]:
     )
 
 
-def _write(plan: _Plan, calls: list[_Call], seed: torch.Tensor) -> None:
+def _write(plan: _Plan, calls: list[_Call], seed: torch.Tensor, histograms: bool) -> None:
     """Set ``step`` and summarise every gradient into its node or edge, in one batch."""
     for attrs in plan.nodes:
         attrs["step"] = None
@@ -195,5 +198,5 @@ def _write(plan: _Plan, calls: list[_Call], seed: torch.Tensor) -> None:
     out_node, out_edge = plan.output
     tensors += [seed, seed]
     places += [(out_node, "grad"), (out_edge, "grad")]
-    for (where, key), summary in zip(places, summarize_many(tensors), strict=True):
+    for (where, key), summary in zip(places, summarize_many(tensors, histograms), strict=True):
         where[key] = summary

@@ -26,7 +26,7 @@ from typing import Any, cast
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-_KEY = "gradlab"  # key of our entry in grad_fn.metadata
+RECORD_KEY = "gradlab"  # key of our entry in grad_fn.metadata
 _local = threading.local()
 _hooks_lock = threading.Lock()
 _hooks: list[Any] = []
@@ -93,7 +93,7 @@ def record() -> Iterator[Recording]:
 
 def recorded(fn: Any, output: int = 0) -> _Entry | None:
     """What :func:`record` kept for output ``output`` of autograd node ``fn``."""
-    entries: dict[int, _Entry] | None = fn.metadata.get(_KEY)
+    entries: dict[int, _Entry] | None = fn.metadata.get(RECORD_KEY)
     return entries.get(output) if entries else None
 
 
@@ -158,7 +158,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         fn = t.grad_fn
         if fn is None:
             return
-        entries = cast("dict[str, Any]", fn.metadata).setdefault(_KEY, {})
+        entries = cast("dict[str, Any]", fn.metadata).setdefault(RECORD_KEY, {})
         if t.output_nr in entries:
             return
         path, kind = (module[1], type(module[0]).__name__) if module else (None, None)

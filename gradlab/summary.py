@@ -30,7 +30,7 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def summarize(t: torch.Tensor) -> TensorSummary:
+def summarize(t: torch.Tensor, histograms: bool = False) -> TensorSummary:
     """Summarise one tensor.
 
     Examples
@@ -39,16 +39,20 @@ def summarize(t: torch.Tensor) -> TensorSummary:
     >>> s["norm"], s["min"], s["max"], s["nan"], s["values"]
     (5.0, -4.0, 3.0, 1, [3.0, -4.0, nan])
     """
-    summary = summarize_many([t])[0]
+    summary = summarize_many([t], histograms)[0]
     assert summary is not None
     return summary
 
 
-def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary | None]:
+def summarize_many(
+    tensors: Sequence[torch.Tensor | None], histograms: bool = False
+) -> list[TensorSummary | None]:
     """Summarise many tensors in one batch; ``None`` stays ``None``.
 
     A tensor object that appears several times is summarised once (the same
-    summary object is returned for each place).
+    summary object is returned for each place). ``histograms`` adds ``hist``
+    to tensors of more than ``MAX_VALUES`` elements (it costs a few passes
+    over the data).
     """
     out: list[TensorSummary | None] = [None] * len(tensors)
     first: dict[int, int] = {}  # id(tensor) -> position of its first appearance
@@ -60,15 +64,15 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
         if t.dtype in _FAST_DTYPES and t.layout == torch.strided and t.numel() > 0:
             by_device.setdefault(t.device, []).append(i)
         else:
-            out[i] = _summarize_one(t)
+            out[i] = _summarize_one(t, histograms)
     with paused_gc():
         for device, indices in by_device.items():
             if device.type == "meta":
                 for i in indices:
-                    out[i] = _summarize_one(tensors[i])  # type: ignore[arg-type]
+                    out[i] = _summarize_one(tensors[i], histograms)  # type: ignore[arg-type]
                 continue
             real = [tensors[i] for i in indices]
-            for i, summary in zip(indices, _summarize_device(real), strict=True):  # type: ignore[arg-type]
+            for i, summary in zip(indices, _summarize_device(real, histograms), strict=True):  # type: ignore[arg-type]
                 out[i] = summary
         for i, t in enumerate(tensors):
             if t is not None and out[i] is None:
@@ -77,7 +81,7 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
 
 
 @torch.no_grad()
-def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
+def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list[TensorSummary]:
     """Real floating, non-empty tensors of one device.
 
     Tensors of the same dtype and shape are stacked into a ``(k, n)`` matrix
@@ -100,7 +104,7 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
             parts.append(torch.stack(stats).to(torch.float64).reshape(-1))
             if n <= MAX_VALUES:
                 parts.append(x.to(torch.float64).reshape(-1))  # widening is exact
-            else:
+            elif histograms:
                 parts.append(_histograms(x, low, high).reshape(-1))
             layout.append((chunk, dtype, size))
     flat = torch.cat(parts).tolist()  # the one device-to-host transfer
@@ -110,7 +114,7 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
         k, n, shape, dname = len(chunk), size.numel(), list(size), dtype_name(dtype)
         sums, squares, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
-        width = n if n <= MAX_VALUES else HIST_BINS
+        width = n if n <= MAX_VALUES else HIST_BINS if histograms else 0
         for r, j in enumerate(chunk):
             part = flat[offset + r * width : offset + (r + 1) * width]
             values = _nest(part, shape) if n <= MAX_VALUES else None
@@ -126,10 +130,10 @@ def _summarize_device(tensors: Sequence[torch.Tensor]) -> list[TensorSummary]:
                     "nan": 0,
                     "inf": 0,
                     "values": values,
-                    "hist": None if n <= MAX_VALUES else [int(c) for c in part],
+                    "hist": [int(c) for c in part] if width == HIST_BINS else None,
                 }
             else:  # a NaN or an Inf inside (or an overflow): count them exactly
-                out[j] = _summarize_one(tensors[j])
+                out[j] = _summarize_one(tensors[j], histograms)
         offset += k * width
     return [s for s in out if s is not None]
 
@@ -149,7 +153,7 @@ def _chunks(members: list[int], n: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def _summarize_one(t: torch.Tensor) -> TensorSummary:
+def _summarize_one(t: torch.Tensor, histograms: bool) -> TensorSummary:
     """The slow path: complex, integer, boolean, empty, sparse or meta tensors."""
     t = t.detach()
     summary = TensorSummary(
@@ -184,7 +188,7 @@ def _summarize_one(t: torch.Tensor) -> TensorSummary:
         summary["mean"] = float(kept.mean())
         low, high = torch.aminmax(kept)
         summary["min"], summary["max"] = float(low), float(high)
-        if t.numel() > MAX_VALUES:
+        if histograms and t.numel() > MAX_VALUES:
             counts = _histograms(kept[None, :], low[None], high[None])
             summary["hist"] = [int(c) for c in counts[0].tolist()]
     return summary

@@ -17,7 +17,7 @@ import torch
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
 from gradlab.graph import EdgeAttrs, Graph, NodeAttrs, assemble
-from gradlab.record import recorded
+from gradlab.record import RECORD_KEY
 from gradlab.summary import dtype_name, summarize_many
 
 Node = Any  # torch.autograd.graph.Node; its C++ subclasses are not visible to typing
@@ -31,6 +31,7 @@ def trace(
     model: torch.nn.Module | None = None,
     show_saved: bool = False,
     values: bool = True,
+    histograms: bool = False,
 ) -> Graph:
     """Trace the backward graph reachable from ``roots`` into a ``MultiDiGraph``.
 
@@ -55,6 +56,9 @@ def trace(
         leaves, outputs, saved tensors and recorded ops, and the ``grad``
         leaves already hold. ``False`` keeps only shapes, names and modules,
         which is faster for big graphs.
+    histograms
+        Add a histogram (``hist``) to the summaries of tensors with more than
+        64 elements.
 
     Examples
     --------
@@ -75,8 +79,8 @@ def trace(
     with paused_gc():
         starts = [r.grad_fn for r in roots if r.grad_fn is not None]
         fns, edges = walk(starts)
-        builder = _Builder(_Names(params, model), values)
-        ids = [builder.add_op(fn, i) for i, fn in enumerate(fns)]
+        builder = _Builder(_Names(params, model), values, histograms)
+        ids = builder.add_ops(fns)
         builder.add_edges((ids[c], ids[p], slot, output) for c, p, slot, output in edges)
         builder.add_roots(roots, ids, {fn: i for i, fn in enumerate(fns)})
         if show_saved:
@@ -195,9 +199,10 @@ class _Names:
 class _Builder:
     """Collects nodes and edges, then adds them to the graph and summarises in one batch."""
 
-    def __init__(self, names: _Names, values: bool) -> None:
+    def __init__(self, names: _Names, values: bool, histograms: bool) -> None:
         self.names = names
         self.values = values
+        self.histograms = histograms
         self.nodes: list[tuple[str, NodeAttrs]] = []
         # (u, v, key, attrs); the key is the consumer's input slot, unique per pair.
         self.edges: list[tuple[str, str, int, EdgeAttrs]] = []
@@ -205,43 +210,48 @@ class _Builder:
         self.leaf_of: dict[int, str] = {}  # id(leaf tensor) -> leaf node id
         self.roots: list[str] = []
 
-    def add_op(self, fn: Node, i: int) -> str:
-        n = f"fn{i}"
-        op = type(fn).__name__
-        try:
-            meta = fn._input_metadata
-        except (AttributeError, RuntimeError):
-            meta = ()
-        if meta:
-            m = meta[0]
-            attrs: NodeAttrs = {
-                "kind": "op",
-                "op": op,
-                "label": op,
-                "outputs": len(meta),
-                "shape": list(m.shape),
-                "dtype": dtype_name(m.dtype),
-                "device": _device_name(m.device),
-            }
-        else:
-            attrs = {"kind": "op", "op": op, "label": op, "outputs": 0}
-        self.nodes.append((n, attrs))
-        if self.values:
-            attrs["value"] = None  # filled in below when record() kept it
-        if op == "AccumulateGrad":
-            attrs["seq"] = attrs["name"] = attrs["module"] = attrs["module_type"] = None
-            self._add_leaf(fn.variable, n)
-            return n
-        attrs["seq"] = fn._sequence_nr()
-        attrs["name"] = self.names.outputs.get((fn, 0)) if self.names.outputs else None
-        entry = recorded(fn)
-        if entry is None:
-            attrs["module"] = attrs["module_type"] = None
-        else:
-            attrs["module"], attrs["module_type"] = entry.module, entry.module_type
-            if self.values and entry.current():
-                self.pending.append((attrs, "value", entry.value))
-        return n
+    def add_ops(self, fns: Sequence[Node]) -> list[str]:
+        """One op node per autograd Node (a tight loop: this runs once per node)."""
+        ids = [f"fn{i}" for i in range(len(fns))]
+        nodes, pending, values = self.nodes, self.pending, self.values
+        output_names = self.names.outputs
+        for n, fn in zip(ids, fns, strict=True):
+            op = type(fn).__name__
+            try:
+                meta = fn._input_metadata
+            except (AttributeError, RuntimeError):
+                meta = ()
+            if meta:
+                m = meta[0]
+                attrs: NodeAttrs = {
+                    "kind": "op",
+                    "op": op,
+                    "label": op,
+                    "outputs": len(meta),
+                    "shape": list(m.shape),
+                    "dtype": dtype_name(m.dtype),
+                    "device": _device_name(m.device),
+                }
+            else:
+                attrs = {"kind": "op", "op": op, "label": op, "outputs": 0}
+            nodes.append((n, attrs))
+            if values:
+                attrs["value"] = None  # filled in below when record() kept it
+            if op == "AccumulateGrad":
+                attrs["seq"] = attrs["name"] = attrs["module"] = attrs["module_type"] = None
+                self._add_leaf(fn.variable, n)
+                continue
+            attrs["seq"] = fn._sequence_nr()
+            attrs["name"] = output_names.get((fn, 0)) if output_names else None
+            entries = fn.metadata.get(RECORD_KEY)
+            entry = entries.get(0) if entries else None
+            if entry is None:
+                attrs["module"] = attrs["module_type"] = None
+            else:
+                attrs["module"], attrs["module_type"] = entry.module, entry.module_type
+                if values and entry.current():
+                    pending.append((attrs, "value", entry.value))
+        return ids
 
     def _add_leaf(self, t: torch.Tensor, consumer: str | None) -> str:
         n = f"leaf{len(self.leaf_of)}"
@@ -321,7 +331,7 @@ class _Builder:
             attrs_of[consumer]["saved_bytes"] = total
 
     def finish(self) -> Graph:
-        summaries = summarize_many([t for _, _, t in self.pending])
+        summaries = summarize_many([t for _, _, t in self.pending], self.histograms)
         for (attrs, key, _), summary in zip(self.pending, summaries, strict=True):
             attrs[key] = summary  # type: ignore[literal-required]
         return assemble(self.nodes, self.edges, roots=self.roots)

@@ -97,11 +97,12 @@ def test_a_float32_overflow_in_the_square_falls_back_to_exact_counting() -> None
 
 def test_bigger_tensors_get_a_histogram_of_their_finite_entries() -> None:
     t = torch.cat([torch.zeros(60), torch.ones(40), torch.tensor([float("nan")])])
-    for s in (summarize(t), summarize(t[:100])):  # the slow path (a NaN) and the batch
+    for s in (summarize(t, histograms=True), summarize(t[:100], histograms=True)):  # slow, batch
         assert s["values"] is None and sum(s["hist"]) == 100
         assert s["hist"][0] == 60 and s["hist"][-1] == 40
-    assert summarize(torch.zeros(3))["hist"] is None  # small tensors keep their values
+    assert summarize(torch.zeros(3), histograms=True)["hist"] is None  # small: values instead
+    assert summarize_many([t[:100]])[0]["hist"] is None  # only when asked
     torch.manual_seed(0)
     x = torch.randn(1000)
     want = torch.histc(x, bins=16, min=float(x.min()), max=float(x.max()))
-    assert summarize(x)["hist"] == [int(c) for c in want]
+    assert summarize(x, histograms=True)["hist"] == [int(c) for c in want]
