@@ -56,14 +56,14 @@ def gradlab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def app_url(gradlab_home: Path) -> Iterator[str]:
-    """Start ``streamlit run app.py`` on a free localhost port; yield its URL."""
+    """Start ``streamlit run pages/app.py`` on a free localhost port; yield its URL."""
     port = free_port()
     env = {**os.environ, "GRADLAB_HOME": str(gradlab_home), "GRADLAB_TRUSTED": "1"}
     ARTIFACTS.mkdir(exist_ok=True)
     with (ARTIFACTS / f"streamlit-server-{port}.log").open("w") as out:
         server = subprocess.Popen(
             [
-                sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                sys.executable, "-m", "streamlit", "run", str(ROOT / "pages" / "app.py"),
                 "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
                 "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
             ],
@@ -151,9 +151,9 @@ def app_test(page_file: str | None = None, **kwargs: Any) -> Any:
     """An AppTest of the entry script, switched to ``pages/<page_file>`` when given."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60, **kwargs)
+    at = AppTest.from_file(str(ROOT / "pages" / "app.py"), default_timeout=60, **kwargs)
     at.run()
     if page_file is not None:
-        at.switch_page(f"pages/{page_file}")
+        at.switch_page(page_file)
         at.run()
     return at

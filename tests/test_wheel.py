@@ -54,7 +54,7 @@ def site_packages(env: Path) -> Path:
 def test_no_bare_pages_or_plugins_package(wheel_env: Path) -> None:
     site = site_packages(wheel_env)
     assert not (site / "pages").exists() and not (site / "plugins").exists()
-    assert (site / "gradlab_app" / "app.py").is_file()
+    assert (site / "gradlab_app" / "pages" / "app.py").is_file()
     assert (site / "gradlab_app" / "pages").is_dir()
     assert (site / "gradlab").is_dir()
 
@@ -95,7 +95,7 @@ def test_installed_pages_run_without_exception(wheel_env: Path, tmp_path: Path) 
         "from streamlit.testing.v1 import AppTest\n"
         "root = Path(gradlab_app.__path__[0])\n"
         "pages = sorted((root / 'pages').glob('*.py'))\n"
-        "at = AppTest.from_file(str(root / 'app.py'), default_timeout=120)\n"
+        "at = AppTest.from_file(str(root / 'pages' / 'app.py'), default_timeout=120)\n"
         "at.run()\n"
         "assert not at.exception, at.exception\n"
         "print('pages', len(pages))\n"

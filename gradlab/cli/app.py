@@ -35,12 +35,12 @@ def add_parser(commands: Any) -> None:
 
 def entry_script() -> Path:
     """The app's entry script: the source checkout's, else the installed copy."""
-    checkout = Path(__file__).resolve().parents[2] / "app.py"
-    if checkout.is_file() and (checkout.parent / "pages").is_dir():
+    checkout = Path(__file__).resolve().parents[2] / "pages" / "app.py"
+    if checkout.is_file():
         return checkout
     spec = importlib.util.find_spec("gradlab_app")
     if spec is not None and spec.submodule_search_locations:
-        installed = Path(next(iter(spec.submodule_search_locations))) / "app.py"
+        installed = Path(next(iter(spec.submodule_search_locations))) / "pages" / "app.py"
         if installed.is_file():
             return installed
     raise GradLabError("The app's files are missing from this installation; reinstall gradlab.")

@@ -1,0 +1,26 @@
+"""GradLab's browser app: `gradlab app`, or `streamlit run pages/app.py`.
+
+The entry script lives inside pages/ on purpose: Streamlit treats a pages/
+folder *next to* the entry script as legacy page discovery until some session
+has run st.navigation, so a link opened on a fresh server would skip this file.
+"""
+
+import streamlit as st
+
+# Page files are named relative to this script's folder, as st.Page resolves them.
+st.set_page_config(page_title="GradLab", page_icon="∂", layout="wide")
+navigation = st.navigation(
+    [
+        st.Page("home.py", title="Home", icon=":material/home:", default=True),
+        st.Page(
+            "playground.py", title="Playground", icon=":material/calculate:", url_path="playground"
+        ),
+        st.Page(
+            "model_graph.py",
+            title="Model graph",
+            icon=":material/account_tree:",
+            url_path="model_graph",
+        ),
+    ]
+)
+navigation.run()
