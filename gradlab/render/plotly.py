@@ -24,7 +24,13 @@ from gradlab.render.text import shape, short
 
 WEBGL_FROM = 1000
 LABELS_UP_TO = 80
-SYMBOL = {"leaf": "square", "op": "circle", "output": "diamond", "saved": "triangle-up"}
+SYMBOL = {
+    "leaf": "square",
+    "op": "circle",
+    "output": "diamond",
+    "saved": "triangle-up",
+    "module": "hexagon",
+}
 ColorBy = Literal["kind", "grad", "value"]
 
 
@@ -60,6 +66,9 @@ def to_figure(
     numbers = _numbers(G, color)
     fig = go.Figure()
     fig.add_trace(_edges(G, pos, big))
+    multiple = _multiplicity(G, pos)
+    if multiple is not None:
+        fig.add_trace(multiple)
     if numbers is None:
         fig.add_trace(
             _points(G, nodes, pos, big, {"color": [node_fill(G.nodes[n]) for n in nodes]})
@@ -148,6 +157,34 @@ def _edges(G: Graph, pos: Mapping[str, Position], big: bool) -> go.Scatter:
     return trace(x=xs, y=ys, mode="lines", line={"width": 1, "color": "#9a9a9a"}, hoverinfo="skip")
 
 
+def _multiplicity(G: Graph, pos: Mapping[str, Position]) -> go.Scatter | None:
+    """ "×2" at the middle of an edge drawn once but standing for parallel edges (y * y)."""
+    counts: dict[tuple[str, str], int] = {}
+    for u, v in G.edges():
+        counts[u, v] = counts.get((u, v), 0) + 1
+    many = [(u, v, k) for (u, v), k in counts.items() if k > 1]
+    if not many:
+        return None
+    return go.Scatter(
+        x=[(pos[u][0] + pos[v][0]) / 2 for u, v, _ in many],
+        y=[(pos[u][1] + pos[v][1]) / 2 for u, v, _ in many],
+        mode="text",
+        text=[f"×{k}" for _, _, k in many],
+        textposition="middle left",
+        textfont={"size": 12, "color": "#b03030"},
+        hovertext=[f"{k} edges: the gradient arrives {k} times and is summed" for *_, k in many],
+        hoverinfo="text",
+    )
+
+
+def node_text(attrs: NodeAttrs) -> str:
+    """A node's label in the picture: ``MulBackward0 → z`` when the op's output has a name."""
+    label = str(attrs.get("label"))
+    if attrs["kind"] == "op" and attrs.get("name"):
+        return f"{label} → {attrs['name']}"
+    return label
+
+
 def _points(
     G: Graph, nodes: list[str], pos: Mapping[str, Position], big: bool, colour: dict[str, object]
 ) -> go.Scatter:
@@ -164,13 +201,14 @@ def _points(
         x=[pos[n][0] for n in nodes],
         y=[pos[n][1] for n in nodes],
         mode="markers+text" if show_text else "markers",
-        text=[str(a.get("label")) for a in attrs] if show_text else None,
+        text=[node_text(a) for a in attrs] if show_text else None,
         textposition="middle right",
         textfont={"size": 11},
         customdata=nodes,
         hovertext=[hover_text(n, a) for n, a in zip(nodes, attrs, strict=True)],
         hoverinfo="text",
         marker=marker,
+        unselected={"marker": {"opacity": 0.75}},  # a click should not grey the picture out
     )
 
 
