@@ -14,6 +14,9 @@ Nodes
 * ``"leaf"``: a leaf tensor, held by an ``AccumulateGrad`` node.
 * ``"output"``: a root tensor handed to :func:`gradlab.trace`.
 * ``"saved"``: a tensor an op saved for its backward (``show_saved=True``).
+* ``"module"``: in a collapsed view (:func:`gradlab.collapse.collapse`), one
+  call of an ``nn.Module`` (or a fold of repeated ones) standing for the
+  ``members`` of the traced graph.
 
 Node ids are strings made from the kind and the position in the walk
 (``"fn0"``, ``"leaf2"``, ``"out0"``, ``"saved5"``): the same program gives the
@@ -30,6 +33,8 @@ Graph attributes
 ----------------
 ``G.graph["roots"]`` lists the output node ids in the order given to
 ``trace``; ``G.graph["backward"]`` is set once :func:`gradlab.backward` ran.
+``G.graph["module_types"]``, when present, maps module paths to class names
+(``{"": "LeNet", "conv1": "Conv2d"}``), for modules that ran no op of their own.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import Literal, TypeAlias, TypedDict
 import networkx as nx
 
 Graph: TypeAlias = nx.MultiDiGraph  # every GradLab graph; node ids are strings
-NodeKind: TypeAlias = Literal["op", "leaf", "output", "saved"]
+NodeKind: TypeAlias = Literal["op", "leaf", "output", "saved", "module"]
 EdgeKind: TypeAlias = Literal["flow", "saved"]
 NestedFloats: TypeAlias = "float | int | bool | complex | list[NestedFloats]"
 
@@ -91,6 +96,10 @@ class NodeAttrs(TypedDict, total=False):
     step: int | None  # 0-based position at which the backward engine ran the op
     saved_bytes: int  # ops with show_saved: bytes held by their saved tensors
     attr: str  # saved nodes: the attribute the op keeps it under ("self", "result")
+    count: int  # module nodes: nodes of the traced graph inside
+    ops: int  # module nodes: op nodes inside
+    members: list[str]  # module nodes: ids of the nodes inside, in the traced graph
+    repeat: int  # module nodes: how many identical sibling blocks a fold stands for (else 1)
 
 
 class EdgeAttrs(TypedDict, total=False):
@@ -100,6 +109,7 @@ class EdgeAttrs(TypedDict, total=False):
     slot: int  # input slot of the consumer: position in its backward's next_functions
     output: int  # which output of the producer feeds the edge (output_nr)
     grad: TensorSummary | None  # gradient the consumer's backward sent down this edge
+    count: int  # collapsed views: edges of the traced graph merged into this one
 
 
 def op_nodes(G: Graph) -> list[str]:

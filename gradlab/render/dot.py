@@ -32,6 +32,7 @@ FILL = {
     "op": "#d3d3d3",  # light grey
     "output": "#caff70",  # torchviz's darkolivegreen1
     "saved": "#ffa500",  # orange
+    "module": "#d9c8f0",  # lavender: a collapsed module call (gradlab.collapse)
     "nonfinite": "#ff6347",  # tomato
 }
 LEGEND = (

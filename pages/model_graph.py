@@ -1,0 +1,355 @@
+"""Model graph: a preset or your own nn.Module, its autograd graph folded by module.
+
+One forward and backward on a batch gives the graph (with values and
+gradients), the saved tensors and the parameter table
+(:func:`gradlab.memory.inspect_model`); :func:`gradlab.collapse.collapse`
+folds the graph to the chosen depth. A click on a module opens it. The link
+keeps the model, its settings, the depth, the open modules and the view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+from typing import Any
+
+import streamlit as st
+
+from gradlab import presets, trusted
+from gradlab.collapse import collapse, expandable, max_depth, module_paths, sum_members
+from gradlab.errors import GradLabError
+from gradlab.graph import Graph
+from gradlab.memory import ModelRun, inspect_model
+from gradlab.render.text import shape
+from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
+
+from graph_view import chosen_view, download_row, show_graph
+from node_details import show_node
+
+GRAPH = "mg.graph"  # show_graph's key
+FOLD_FROM = 4  # identical sibling blocks folded from this many on
+COLORS = {"kind": "kind of node", "grad": "gradient norm", "saved": "saved-tensor memory"}
+
+
+def read_link() -> None:
+    """Fill the widgets' state from the URL, once per session (a shared link)."""
+    if st.session_state.get("mg.linked"):
+        return
+    st.session_state["mg.linked"] = True
+    q = st.query_params
+    code = unpack(q.get("code", "")) if q.get("code") else None
+    if code is not None:
+        st.session_state["mg.source"] = "code"
+        st.session_state["mg.code"] = code  # shown, never run before a click on Run
+    name = q.get("preset", "")
+    if name in presets.PRESETS:
+        st.session_state["mg.preset"] = name
+        for p in presets.PRESETS[name].params:
+            value = q.get(f"{name}.{p.name}", "")
+            if value.isdigit() and p.low <= int(value) <= p.high:
+                st.session_state[f"mg.arg.{name}.{p.name}"] = int(value)
+    if q.get("depth", "").isdigit():
+        st.session_state["mg.depth"] = int(q["depth"])
+    if q.get("expand"):
+        st.session_state["mg.expanded"] = q["expand"].split(",")
+    st.session_state["mg.fold"] = q.get("fold") != "0"
+    st.session_state["mg.view"] = "graphviz" if q.get("view") == "graphviz" else "plotly"
+
+
+def write_link(params: dict[str, str]) -> None:
+    """Put the state in the URL, so that a copied link opens the same view."""
+    if dict(st.query_params) != params:
+        st.query_params.from_dict(params)
+
+
+@st.cache_data(max_entries=8, show_spinner="One forward and backward pass…")
+def run_preset(name: str, args: tuple[tuple[str, int], ...]) -> ModelRun:
+    """The preset's facts (cached: the graph holds facts, not tensors)."""
+    case = presets.get(name).build(0, **dict(args))
+    return inspect_model(case.model, [case.inputs], lambda out: case.loss_fn(out, case.target))
+
+
+def held_run(name: str, args: tuple[tuple[str, int], ...]) -> ModelRun:
+    """The preset's facts, kept in the session: a cache hit unpickles the whole graph
+    (a fifth of a second for 7,000 nodes), too slow for every click."""
+    held = st.session_state.get("mg.held")
+    if held is not None and held[0] == (name, args):
+        run: ModelRun = held[1]
+        return run
+    run = run_preset(name, args)
+    st.session_state["mg.held"] = ((name, args), run)
+    return run
+
+
+def pick_preset() -> tuple[ModelRun | None, str, dict[str, str]]:
+    """Preset widgets; the run, a file stem and link parameters."""
+    names = list(presets.PRESETS)
+    st.session_state.setdefault("mg.preset", "lenet")
+    name = st.selectbox(
+        "Preset model", names, format_func=lambda n: presets.PRESETS[n].title, key="mg.preset"
+    )
+    preset = presets.PRESETS[name]
+    st.caption(preset.description)
+    args: dict[str, int] = {}
+    for p, column in zip(preset.params, st.columns(max(len(preset.params), 1)), strict=False):
+        key = f"mg.arg.{name}.{p.name}"
+        st.session_state.setdefault(key, p.default)
+        args[p.name] = int(column.number_input(p.name, p.low, p.high, step=1, key=key, help=p.help))
+    link = {"preset": name, **{f"{name}.{k}": str(v) for k, v in args.items()}}
+    stem = "-".join([name, *(f"{k}{v}" for k, v in args.items())])
+    try:
+        return held_run(name, tuple(args.items())), stem, link
+    except GradLabError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # a preset should not fail; say what happened, never a traceback
+        st.error(f"Building the preset failed: {type(exc).__name__}: {exc}")
+    return None, stem, link
+
+
+def pick_code() -> tuple[ModelRun | None, str, dict[str, str]]:
+    """The code box: runs pasted code in trusted mode only, in a child process."""
+    address = st.get_option("server.address")
+    enabled = trusted.trusted_enabled(address)
+    st.session_state.setdefault("mg.code", trusted.EXAMPLE)
+    code = st.text_area(
+        "Your model code: define `model` (an nn.Module) and `x` (the input batch); "
+        "`loss` (a function of the output) is optional",
+        key="mg.code",
+        height=340,
+        disabled=not enabled,
+    )
+    link = {"code": pack(code)} if len(code) <= MAX_PROGRAM_CHARS else {}
+    stem = st.session_state.get("mg.code_stem", "model")  # of the code that ran
+    if not enabled:
+        st.info(trusted.how_to_enable(address))
+        return None, stem, link
+    seconds_column, memory_column, run_column = st.columns([1, 1, 1], vertical_alignment="bottom")
+    seconds = seconds_column.number_input("Time limit (s)", 1, 600, 30, key="mg.seconds")
+    memory = memory_column.number_input("Memory limit (MiB)", 256, 65536, 2048, key="mg.memory")
+    busy = "mg.job" in st.session_state
+    if run_column.button("Run", type="primary", key="mg.run", disabled=busy, width="stretch"):
+        start_code(code, address, trusted.Limits(float(seconds), int(memory)))
+    if "mg.job" in st.session_state:
+        watch_job()
+    result: trusted.TrustedResult | None = st.session_state.get("mg.result")
+    if result is None:
+        st.caption("Press Run: the code runs in a separate process, with these limits.")
+        return None, stem, link
+    show_outcome(result)
+    return result.run, stem, link
+
+
+def start_code(code: str, address: str | None, limits: trusted.Limits) -> None:
+    """Start the child process and keep its handle in the session."""
+    st.session_state.pop("mg.result", None)
+    st.session_state["mg.code_stem"] = "model-" + hashlib.sha1(code.encode()).hexdigest()[:8]
+    try:
+        st.session_state["mg.job"] = trusted.start(code, address=address, limits=limits)
+    except GradLabError as exc:
+        st.error(str(exc))
+
+
+@st.fragment(run_every=0.5)
+def watch_job() -> None:
+    """While the code runs: elapsed time and the kill button; the page stays usable."""
+    job: trusted.TrustedRun | None = st.session_state.get("mg.job")
+    if job is None:
+        return
+    if st.button("Kill", key="mg.kill", icon=":material/stop_circle:"):
+        job.cancel()
+        with contextlib.suppress(TimeoutError):  # a killed process ends at once
+            job.result(timeout=5)
+    if job.done():
+        st.session_state["mg.result"] = job.result()
+        del st.session_state["mg.job"]
+        st.rerun()
+    st.info(f"Running your code… {job.elapsed():.0f} s (limit {job.limits.seconds:g} s)")
+
+
+def show_outcome(result: trusted.TrustedResult) -> None:
+    """How the run ended, and what it printed."""
+    if result.status == "ok":
+        st.success(f"Ran in {result.seconds:g} s.")
+    else:
+        st.error(result.message)
+    if result.stdout or result.stderr:
+        with st.expander("Output of your code"):
+            if result.stdout:
+                st.code(result.stdout, language=None)
+            if result.stderr:
+                st.code(result.stderr, language=None)
+
+
+def collapse_controls(G: Graph, model_id: str) -> tuple[int, list[str], bool, str]:
+    """Depth, fold and colour widgets; the open modules come from clicks and a multiselect."""
+    if st.session_state.get("mg.model_id") != model_id:
+        if "mg.model_id" in st.session_state:  # another model: its modules are others
+            st.session_state["mg.expanded"] = []
+        st.session_state["mg.model_id"] = model_id
+    pending = st.session_state.pop("mg.pending", None)
+    opened = list(st.session_state.get("mg.expanded", []))
+    if pending is not None and pending not in opened:
+        opened.append(pending)
+    opened = expandable(G, opened)  # a link may name modules this model does not have
+    top = max_depth(G)
+    depth_state = st.session_state.get("mg.depth", 1)
+    st.session_state["mg.depth"] = min(max(int(depth_state), 0), top)
+    depth_column, fold_column, color_column = st.columns([2, 1, 1], vertical_alignment="bottom")
+    depth = depth_column.slider(
+        "Collapse depth", 0, top, key="mg.depth",
+        help=f"0: the whole model as one node; {top}: every autograd op.",
+    )  # fmt: skip
+    st.session_state.setdefault("mg.fold", True)
+    fold = fold_column.checkbox("Fold repeated blocks", key="mg.fold")
+    color = color_column.selectbox(
+        "Colour by", list(COLORS), format_func=COLORS.__getitem__, key="mg.color"
+    )
+    return depth, opened, fold, color
+
+
+def expand_widgets(G: Graph, C: Graph, opened: list[str]) -> None:
+    """The open modules as a multiselect (to close some), and a button to close all."""
+    folds = [a["name"] for _, a in C.nodes(data=True) if a.get("kind") == "module"]
+    options = list(dict.fromkeys([*module_paths(G), *folds, *opened]))
+    st.session_state["mg.expanded"] = opened
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    left.multiselect(
+        "Open modules (click a module in the graph to open it)",
+        options,
+        key="mg.expanded",
+        format_func=lambda p: p or "(the whole model)",
+        placeholder="none: every module at the depth above is one node",
+    )
+    right.button("Close all", key="mg.close", on_click=_close_all, width="stretch")
+
+
+def _close_all() -> None:
+    st.session_state["mg.expanded"] = []
+
+
+def colors(run: ModelRun, C: Graph, color: str) -> tuple[Any, str]:
+    """The ``color`` argument of show_graph: a kind, or log10 of saved bytes per node."""
+    if color != "saved":
+        return color, ""
+    per_node = {n: float(b) for n, b in run.saved.per_node().items() if b}
+    summed = sum_members(C, per_node)
+    return {n: math.log10(b) for n, b in summed.items()}, "log₁₀ bytes saved"
+
+
+def show_parameters(run: ModelRun) -> None:
+    """The parameter table after one backward."""
+    total = sum(r.count for r in run.params)
+    trainable = sum(r.count for r in run.params if r.requires_grad)
+    st.caption(f"{len(run.params)} tensors, {total:,} numbers ({trainable:,} trainable).")
+    rows = [{**dataclasses.asdict(r), "shape": shape(list(r.shape))} for r in run.params]
+    stat = st.column_config.NumberColumn
+    st.dataframe(
+        rows, hide_index=True, key="mg.params",
+        column_config={
+            "has_grad": st.column_config.CheckboxColumn("grad", help=".grad is not None"),
+            "grad_norm": stat("‖grad‖", format="%.3e"),
+            "grad_mean": stat("mean", format="%.3e"),
+            "grad_absmax": stat("max |grad|", format="%.3e"),
+        },
+    )  # fmt: skip
+
+
+def show_memory(run: ModelRun, G: Graph) -> None:
+    """Totals and the nodes that save the most, counting shared storage once."""
+    memory = run.saved
+    by_holder = {
+        h: sum(t.storage_bytes for t in memory.tensors if t.first and t.holder == h)
+        for h in ("activation", "parameter", "input")
+    }
+    a, b, c = st.columns(3)
+    a.metric("Activations kept for backward", _bytes(by_holder["activation"]))
+    b.metric("Parameters saved (held anyway)", _bytes(by_holder["parameter"]))
+    c.metric("Inputs saved (held anyway)", _bytes(by_holder["input"]))
+    st.caption(
+        f"{len(memory.tensors)} saved tensors in {sum(t.first for t in memory.tensors)} "
+        "storages. A storage saved by several ops (y * y saves y twice) counts once, for the "
+        "first op that saved it: the 'adds' column."
+    )
+    rows = [
+        {
+            "node": r.node or "(not in the graph)",
+            "op": r.op,
+            "module": r.module,
+            "tensors": r.tensors,
+            "saved": _bytes(r.nbytes),
+            "adds": _bytes(r.new_bytes),
+        }
+        for r in memory.by_node(G)[:200]
+    ]
+    st.dataframe(rows, hide_index=True, key="mg.saved")
+
+
+def _bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def show_model(run: ModelRun, stem: str, link: dict[str, str], model_id: str) -> None:
+    """Controls, the collapsed graph, downloads, and the tables."""
+    G = run.graph
+    inputs = ", ".join(shape(list(s)) for s in run.inputs)
+    loss = f", loss {run.loss:.4g}" if run.loss is not None else ""
+    depth, opened, fold, color = collapse_controls(G, model_id)
+    C = collapse(G, depth, opened, fold=FOLD_FROM if fold else None)
+    expand_widgets(G, C, opened)
+    st.caption(
+        f"Input batch {inputs}{loss}. Showing {C.number_of_nodes():,} of "
+        f"{G.number_of_nodes():,} autograd graph nodes; hexagons are modules (click to open)."
+    )
+    color_arg, color_label = colors(run, C, color)
+    clicked = show_graph(
+        C, key=GRAPH, clusters=True, color=color_arg, color_label=color_label,
+        view=st.session_state.get("mg.view", "plotly"),
+    )  # fmt: skip
+    name = C.nodes[clicked].get("name") if clicked is not None else None
+    if clicked is not None and C.nodes[clicked]["kind"] == "module" and name not in opened:
+        st.session_state["mg.pending"] = name
+        st.rerun()
+    if clicked is not None:
+        with st.container(border=True):
+            show_node(C, clicked)
+    download_row(C, key="mg.download", stem=f"{stem}-depth{depth}", clusters=True)
+    parameters, saved = st.tabs(["Parameters", "Saved tensors"])
+    with parameters:
+        show_parameters(run)
+    with saved:
+        show_memory(run, G)
+    view = chosen_view(GRAPH)
+    extra = {"depth": str(depth)}
+    if opened:
+        extra["expand"] = ",".join(opened)
+    if not fold:
+        extra["fold"] = "0"
+    if view != "plotly":
+        extra["view"] = view
+    write_link({**link, **extra})
+
+
+st.title("Model graph")
+read_link()
+st.session_state.setdefault("mg.source", "preset")
+source = st.radio(
+    "Model", ["preset", "code"], key="mg.source", horizontal=True, label_visibility="collapsed",
+    format_func={"preset": "Preset model", "code": "Your nn.Module code"}.__getitem__,
+)  # fmt: skip
+if source == "code":
+    model_run, file_stem, link_params = pick_code()
+else:
+    model_run, file_stem, link_params = pick_preset()
+if model_run is None:
+    write_link(link_params)
+else:
+    show_model(model_run, file_stem, link_params, model_id=file_stem)

@@ -1,0 +1,232 @@
+"""The Model graph page: AppTest for its interactions, one real browser for the click."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import networkx as nx
+import pytest
+from streamlit import config
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+from gradlab.cli.app import TRUSTED_ENV
+from gradlab.collapse import collapse
+from gradlab.export import dot_available
+from gradlab.memory import inspect_model
+from gradlab.presets import PRESETS
+from gradlab.trusted import EXAMPLE
+from tests.conftest import app_test, screenshot, wait_for_app
+
+PAGE = "model_graph.py"
+
+
+def figure_nodes(at: Any) -> list[str]:
+    """The node ids drawn by the page's Plotly chart (trace 1 holds every node)."""
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return list(spec["data"][1]["customdata"])
+
+
+def click_node(at: Any, node: str) -> Any:
+    """Run the page as the browser does after a click on ``node`` in the Plotly chart."""
+    chart = at.get("plotly_chart")[0]
+    index = figure_nodes(at).index(node)
+    states: WidgetStates = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = chart.proto.id
+    point = {"customdata": node, "curve_number": 1, "point_index": index, "point_number": index}
+    state.string_value = json.dumps(
+        {"selection": {"points": [point], "point_indices": [index], "box": [], "lasso": []}}
+    )
+    return at._run(states)
+
+
+def shown(at: Any) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("Input batch"))
+
+
+def test_every_preset_loads_and_shows_its_graph() -> None:
+    at = app_test(PAGE)
+    assert not at.exception
+    assert figure_nodes(at)  # LeNet by default
+    for name in PRESETS:
+        at.selectbox(key="mg.preset").set_value(name).run()
+        assert not at.exception, name
+        assert not at.error, name
+        assert re.search(r"Showing [\d,]+ of [\d,]+ autograd graph nodes", shown(at)), name
+        assert at.query_params["preset"] == name
+        assert at.get("dataframe"), name  # parameter and saved-tensor tables
+
+
+def test_depth_expand_and_link() -> None:
+    at = app_test(PAGE)
+    collapsed = figure_nodes(at)
+    assert "m_conv1" in collapsed and not any(n.startswith("leaf") for n in collapsed)
+    at.slider(key="mg.depth").set_value(2).run()
+    full = figure_nodes(at)
+    assert not any(n.startswith("m_") for n in full) and len(full) == 38
+    assert "Showing 38 of 38" in shown(at)
+    at.slider(key="mg.depth").set_value(1).run()
+    click_node(at, "m_conv1")
+    assert not at.exception
+    assert at.multiselect(key="mg.expanded").value == ["conv1"]
+    assert at.query_params["expand"] == "conv1"
+    opened = figure_nodes(at)
+    assert "m_conv1" not in opened and len(opened) == len(collapsed) + 4  # conv, Acc ×2, leaf ×2
+    at.button(key="mg.close").click().run()
+    assert figure_nodes(at) == collapsed and "expand" not in at.query_params
+
+
+def test_a_link_opens_the_same_view_and_bad_links_fall_back() -> None:
+    at = app_test()
+    at.query_params.update(
+        {"preset": "mlp", "mlp.depth": "8", "depth": "1", "expand": "0-15", "view": "graphviz"}
+    )
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.number_input(key="mg.arg.mlp.depth").value == 8
+    assert at.multiselect(key="mg.expanded").value == ["0-15"]
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert "15 (ReLU)" in dot and "×8" not in dot  # the fold of 8 (Linear, ReLU) is open
+    bad = app_test()
+    bad.query_params.update({"preset": "nope", "depth": "x", "expand": "zz,0", "mlp.depth": "-3"})
+    bad.switch_page(PAGE).run()
+    assert not bad.exception and not bad.error
+    assert bad.selectbox(key="mg.preset").value == "lenet"
+
+
+def test_a_big_model_is_folded_first() -> None:
+    at = app_test(PAGE)
+    at.selectbox(key="mg.preset").set_value("mlp").run()
+    at.number_input(key="mg.arg.mlp.depth").set_value(1000).run()
+    assert not at.exception
+    assert "m_0-1999" in figure_nodes(at) and len(figure_nodes(at)) < 10
+    assert "of 7,008 autograd graph nodes" in shown(at)
+
+
+def test_colour_by_saved_memory() -> None:
+    at = app_test(PAGE)
+    at.selectbox(key="mg.color").set_value("saved").run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    scaled = spec["data"][-1]
+    assert scaled["marker"]["colorbar"]["title"]["text"] == "log₁₀ bytes saved"
+    colour = dict(zip(scaled["customdata"], scaled["marker"]["color"], strict=True))
+    case = PRESETS["lenet"].build(0)
+    run = inspect_model(case.model, [case.inputs], lambda out: case.loss_fn(out, case.target))
+    per_node = run.saved.per_node()
+    C = collapse(run.graph, 1)
+    for n, members in C.nodes(data="members"):
+        added = sum(per_node.get(m, 0) for m in members or [n])
+        assert colour.get(n) == (pytest.approx(math.log10(added)) if added else None), n
+    # conv1 saves only the input and its weight, both held anyway: it adds nothing.
+    assert "m_conv1" not in colour and "m_fc1" in colour
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The data of every download button drawn, by file suffix."""
+    seen: dict[str, Any] = {}
+    original = DeltaGenerator.download_button
+
+    def spy(self: DeltaGenerator, label: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+        seen[kwargs["file_name"].rsplit(".", 1)[1]] = (data, kwargs)
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    return seen
+
+
+def test_downloads_hold_the_graph_shown(downloads: dict[str, Any]) -> None:
+    at = app_test(PAGE)
+    nodes = figure_nodes(at)
+    assert sorted(downloads) == ["dot", "graphml", "json", "png", "svg"]
+    data = {fmt: make() for fmt, (make, kwargs) in downloads.items() if not kwargs["disabled"]}
+    graph = json.loads(data["json"])
+    assert sorted(n["id"] for n in graph["nodes"]) == sorted(nodes)
+    assert downloads["json"][1]["file_name"] == "lenet-depth1.json"
+    assert "conv1 (Conv2d)" in data["dot"].decode() and "\tm_conv1 [label=" in data["dot"].decode()
+    assert sorted(nx.read_graphml(io.BytesIO(data["graphml"]))) == sorted(nodes)
+    if dot_available():
+        assert data["svg"].lstrip().startswith(b"<?xml") and b"conv1 (Conv2d)" in data["svg"]
+        assert data["png"][:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert downloads["svg"][1]["disabled"] and "Graphviz" in downloads["svg"][1]["help"]
+
+
+@pytest.fixture
+def trusted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As if started with `gradlab app --trusted`: the flag, and a localhost address."""
+    monkeypatch.setenv(TRUSTED_ENV, "1")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)
+
+
+def test_code_is_refused_without_trusted_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    at = app_test(PAGE)
+    at.radio(key="mg.source").set_value("code").run()
+    assert not at.exception
+    assert at.text_area(key="mg.code").disabled
+    assert "trusted mode" in at.info[0].value and "gradlab app --trusted" in at.info[0].value
+    assert not [b for b in at.button if b.key == "mg.run"]
+
+
+def test_trusted_code_runs_and_an_endless_loop_can_be_killed(trusted_server: None) -> None:
+    at = app_test(PAGE)
+    at.radio(key="mg.source").set_value("code").run()
+    at.text_area(key="mg.code").set_value("while True:\n    pass\n")
+    at.button(key="mg.run").click().run()
+    # The page returned while the code runs: it stays usable, with a kill button.
+    assert "Running your code" in at.info[0].value
+    at.radio(key="mg.source").set_value("preset").run()
+    assert "m_conv1" in figure_nodes(at)
+    at.radio(key="mg.source").set_value("code").run()
+    assert "Running your code" in at.info[0].value
+    at.button(key="mg.kill").click().run()
+    assert not at.exception
+    assert "Stopped with the kill button" in at.error[0].value
+    at.text_area(key="mg.code").set_value(EXAMPLE)
+    at.button(key="mg.run").click().run()
+    at.session_state["mg.job"].result(timeout=60)
+    at.run()
+    assert not at.exception and at.success[0].value.startswith("Ran in")
+    assert {"m_hidden", "m_out"} <= set(figure_nodes(at))
+    assert "code" in at.query_params
+
+
+@pytest.mark.browser
+def test_open_a_preset_and_expand_a_module_in_the_browser(app_url: str, page: Any) -> None:
+    # A first visit to the entry script makes Streamlit use its st.navigation (see report).
+    page.goto(app_url)
+    wait_for_app(page)
+    page.goto(f"{app_url}/model_graph?preset=lenet")
+    wait_for_app(page)
+    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    plot.wait_for()
+    nodes = plot.evaluate("el => el.data[1].customdata")
+    assert "m_conv1" in nodes
+    screenshot(page, "model_graph_lenet")
+    points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer path.point')
+    points.nth(nodes.index("m_conv1")).click(force=True)
+    page.wait_for_url(re.compile(r"expand=conv1"))
+    wait_for_app(page)
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').wait_for()
+    after = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').evaluate(
+        "el => el.data[1].customdata"
+    )
+    assert "m_conv1" not in after and len(after) == len(nodes) + 4
+    assert page.get_by_text("ConvolutionBackward0").count() >= 1
+    screenshot(page, "model_graph_expanded")
+    page.get_by_text("Graphviz", exact=True).click()
+    wait_for_app(page)
+    page.wait_for_url(re.compile(r"view=graphviz"))
+    page.locator('[data-testid="stGraphVizChart"] svg').wait_for()
+    assert page.locator('[data-testid="stGraphVizChart"] svg g.cluster').count() >= 1
+    screenshot(page, "model_graph_graphviz")

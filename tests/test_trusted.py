@@ -1,0 +1,130 @@
+"""Trusted mode: refused unless enabled on localhost; limits, errors and output of pasted code.
+
+Each run starts a python that imports torch (2-3 s), so the cases are few and
+each checks several things.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from gradlab.cli.app import TRUSTED_ENV
+from gradlab.errors import GradLabError
+from gradlab.trusted import EXAMPLE, Limits, run_code, start, trusted_enabled
+
+LOCAL = "127.0.0.1"
+SEEDED = """\
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(4, 8)
+        self.out = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x)))
+
+
+model = Net()
+x = torch.randn(16, 4)
+loss = lambda out: out.pow(2).mean()
+print("built", sum(p.numel() for p in model.parameters()), "parameters")
+"""
+
+
+@pytest.fixture
+def enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TRUSTED_ENV, "1")
+
+
+def test_enabled_only_with_the_flag_and_a_local_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    assert not trusted_enabled(LOCAL)
+    monkeypatch.setenv(TRUSTED_ENV, "1")
+    assert [trusted_enabled(a) for a in (LOCAL, "::1", "localhost", "127.0.0.5")] == [True] * 4
+    assert [trusted_enabled(a) for a in (None, "", "0.0.0.0", "192.168.1.5", "example.org")] == [
+        False
+    ] * 5
+    monkeypatch.setenv(TRUSTED_ENV, "yes")
+    assert not trusted_enabled(LOCAL)
+
+
+def test_refused_when_not_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    with pytest.raises(GradLabError, match="gradlab app --trusted"):
+        start(EXAMPLE, address=LOCAL)
+    monkeypatch.setenv(TRUSTED_ENV, "1")
+    with pytest.raises(GradLabError, match="every network interface"):
+        start(EXAMPLE, address=None)
+
+
+def test_a_valid_model_runs_and_matches_torch(enabled: None) -> None:
+    result = run_code(SEEDED, address=LOCAL)
+    assert result.status == "ok", result.message
+    assert result.stdout == "built 49 parameters\n" and result.message == ""
+    run = result.run
+    assert run is not None
+    # The same code in this process, with plain torch, is the oracle.
+    namespace: dict[str, object] = {}
+    exec(SEEDED.replace("print(", "(lambda *_: None)("), namespace)
+    model, x = namespace["model"], namespace["x"]
+    assert isinstance(model, torch.nn.Module) and isinstance(x, torch.Tensor)
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    assert run.loss == pytest.approx(loss.item())
+    norms = {r.name: r.grad_norm for r in run.params}
+    for name, p in model.named_parameters():
+        assert p.grad is not None
+        assert norms[name] == pytest.approx(p.grad.norm().item(), rel=1e-5)
+    modules = {m for _, m in run.graph.nodes(data="module") if m}
+    assert modules == {"hidden", "out"}
+    assert run.saved.activation_bytes > 0
+
+
+def test_an_endless_loop_is_killed_at_the_time_limit(enabled: None) -> None:
+    code = "import sys\nprint('started')\nwhile True:\n    pass\n"
+    began = time.monotonic()
+    result = run_code(code, address=LOCAL, limits=Limits(seconds=3))
+    took = time.monotonic() - began
+    assert result.status == "timeout"
+    assert "time limit" in result.message and result.run is None
+    assert 3 <= result.seconds < 4.5 and took < 6
+    assert result.stdout == "started\n"  # output up to the kill is kept
+
+
+def test_the_kill_button_stops_a_run(enabled: None) -> None:
+    job = start("while True:\n    pass\n", address=LOCAL, limits=Limits(seconds=60))
+    assert not job.done()
+    job.cancel()
+    result = job.result(timeout=10)
+    assert job.done()
+    assert result.status == "cancelled" and "kill button" in result.message
+
+
+def test_a_memory_bomb_is_stopped_at_the_memory_limit(enabled: None) -> None:
+    code = "import torch\nblocks = []\nwhile True:\n    blocks.append(torch.ones(10**7))\n"
+    result = run_code(code, address=LOCAL, limits=Limits(seconds=30, memory_mb=400))
+    assert result.status == "memory"
+    assert "400 MiB" in result.message and result.line == 4
+    assert result.seconds < 30
+
+
+def test_errors_name_the_line(enabled: None) -> None:
+    syntax = run_code("import torch\n\nmodel = nn.Linear(3,\nx = 1\n", address=LOCAL)
+    assert syntax.status == "error"
+    assert syntax.line in (3, 4) and "SyntaxError" in syntax.message
+    assert syntax.message.startswith(f"Line {syntax.line}:")
+    broken = run_code(SEEDED.replace("self.hidden(x))", "self.hidden(x).t())"), address=LOCAL)
+    assert broken.status == "error" and broken.line == 14  # in forward, called by GradLab
+    assert "Line 14: RuntimeError: mat1 and mat2 shapes cannot be multiplied" in broken.message
+    assert "return self.out(torch.tanh(self.hidden(x).t()))" in broken.message
+    missing = run_code(EXAMPLE.replace("model = Net()", "net = Net()"), address=LOCAL)
+    assert missing.status == "error" and "must define `model`" in missing.message
