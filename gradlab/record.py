@@ -56,6 +56,7 @@ class Recording:
     copies: int = 0  # values copied before an in-place op would overwrite them
     _modules: list[tuple[torch.nn.Module, str]] = field(default_factory=list, repr=False)
     _children: dict[int, dict[int, str]] = field(default_factory=dict, repr=False)
+    _descendants: dict[int, dict[int, str]] = field(default_factory=dict, repr=False)
 
 
 @contextmanager
@@ -211,9 +212,24 @@ def _module_path(recording: Recording, module: torch.nn.Module) -> str:
         children = recording._children[id(parent)] = {
             id(child): name for name, child in parent._modules.items()
         }
-    # A module called by a module that does not own it is named by its class.
-    name = children.get(id(module)) or type(module).__name__
+    name = children.get(id(module))
+    if name is None:
+        # Called through a container that is never called itself (a ModuleList:
+        # "layers.3"), so look deeper; a module the caller does not own at all is
+        # named by its class.
+        name = _descendant_name(recording, parent, module) or type(module).__name__
     return f"{parent_path}.{name}" if parent_path else name
+
+
+def _descendant_name(
+    recording: Recording, parent: torch.nn.Module, module: torch.nn.Module
+) -> str | None:
+    names = recording._descendants.get(id(parent))
+    if names is None:
+        names = recording._descendants[id(parent)] = {
+            id(m): path for path, m in parent.named_modules(remove_duplicate=False) if path
+        }
+    return names.get(id(module))
 
 
 def _enter_module(module: torch.nn.Module, args: Any) -> None:

@@ -278,12 +278,6 @@ def test_a_stack_of_transformer_layers_folds() -> None:
     ) + sum(1 for n in G if G.nodes[n].get("op") == "AccumulateGrad")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gradlab/record.py names a layer that a module calls from its ModuleList by its "
-    "class ('TransformerEncoderLayer') instead of 'layers.3', so the 32 layers read as one "
-    "call; passes once _module_path looks the module up in parent.named_modules()",
-)
 def test_the_32_layer_transformer_preset_folds_its_layers() -> None:
     G = trace_case(presets.get("transformer").build(0, layers=32))
     assert modules(collapse(G, 1, ["layers"])) == {"m_layers.0-31": "layers.0–31 (×32)"}

@@ -99,3 +99,24 @@ def test_nested_record_blocks_are_one() -> None:
         y = x * 2
     assert inner is outer
     assert recorded_value(y.grad_fn) is not None
+
+
+def test_a_layer_called_from_a_module_list_is_named_by_its_path() -> None:
+    class Stack(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:  # the ModuleList itself is never called
+                x = layer(x).tanh()
+            return x
+
+    model = Stack()
+    with gradlab.record():
+        out = model(torch.ones(1, 2)).sum()
+    G = gradlab.trace(out, model=model)
+    addmm = sorted(
+        (a["seq"], a["module"]) for _, a in G.nodes(data=True) if a.get("op") == "AddmmBackward0"
+    )
+    assert [m for _, m in addmm] == ["layers.0", "layers.1", "layers.2"]
