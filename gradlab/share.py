@@ -27,8 +27,9 @@ class ViewState:
     example: str | None = None
     view: View = "plotly"
     node: str | None = None
-    step: int | None = None
+    step: int | None = None  # a position in the backward step-through (0: the start)
     presenter: bool = False
+    predict: bool = False  # the step-through hides what each op sends until revealed
 
 
 def pack(program: str) -> str:
@@ -67,6 +68,8 @@ def to_params(state: ViewState) -> dict[str, str]:
         params["step"] = str(state.step)
     if state.presenter:
         params["present"] = "1"
+    if state.predict:
+        params["predict"] = "1"
     return params
 
 
@@ -83,4 +86,5 @@ def from_params(params: Mapping[str, str]) -> ViewState:
         node=node if node.isidentifier() else None,
         step=int(step) if step.isdigit() else None,
         presenter=params.get("present") == "1",
+        predict=params.get("predict") == "1",
     )

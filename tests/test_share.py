@@ -7,7 +7,9 @@ from gradlab.share import MAX_PROGRAM_CHARS, ViewState, from_params, pack, to_pa
 
 def test_a_state_survives_the_round_trip() -> None:
     program = "x = torch.tensor([2., 3.], requires_grad=True)\ny = (x ** 2).sum()\ny.backward()\n"
-    state = ViewState(program=program, view="graphviz", node="fn1", step=2, presenter=True)
+    state = ViewState(
+        program=program, view="graphviz", node="fn1", step=2, presenter=True, predict=True
+    )
     assert from_params(to_params(state)) == state
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gradlab.cli import app, export
+from gradlab.cli import app, export, steps
 from gradlab.errors import GradLabError
 
-COMMANDS = (app, export)
+COMMANDS = (app, export, steps)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

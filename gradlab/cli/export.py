@@ -69,14 +69,15 @@ def _graph(args: argparse.Namespace) -> Graph:
         case = presets.get(args.preset).build(args.seed, **_params(args.param))
         return trace_case(case, run_backward=not args.no_backward, show_saved=args.saved)
     if args.expr is not None:
-        return _program_graph(args.expr)
+        return program_graph(args.expr)
     if args.param:
         raise GradLabError("--param applies to --preset only.")
     target = run_target(args.target)
     return trace_target(target, run_backward=not args.no_backward, show_saved=args.saved)
 
 
-def _program_graph(source: str) -> Graph:
+def program_graph(source: str, needs_backward: bool = False) -> Graph:
+    """The graph of a tensor program; a program error or an empty graph is a GradLabError."""
     from gradlab.program import run_program
 
     result = run_program(source)
@@ -86,6 +87,11 @@ def _program_graph(source: str) -> Graph:
         raise GradLabError(
             "The program made no tensor with a grad_fn to trace. Create a tensor with "
             "requires_grad=True and compute something from it."
+        )
+    if needs_backward and not result.backward_calls:
+        raise GradLabError(
+            "The program never calls backward(): end it with one, e.g. loss.backward() "
+            "(or y.sum().backward() for a tensor of several numbers)."
         )
     return result.graph
 
