@@ -47,6 +47,8 @@ Graph: TypeAlias = nx.MultiDiGraph  # every GradLab graph; node ids are strings
 NodeKind: TypeAlias = Literal["op", "leaf", "output", "saved", "module"]
 EdgeKind: TypeAlias = Literal["flow", "saved"]
 NestedFloats: TypeAlias = "float | int | bool | complex | list[NestedFloats]"
+#: A non-tensor argument an op saved for its backward (see ``NodeAttrs.args``).
+Arg: TypeAlias = "int | float | bool | str | list[Arg]"
 
 #: The number of elements up to which a summary keeps the values themselves.
 MAX_VALUES = 64
@@ -88,6 +90,9 @@ class NodeAttrs(TypedDict, total=False):
     module: str | None  # dotted path of the nn.Module that produced it ("" = the top module)
     module_type: str | None  # that module's class name: "Linear"
     seq: int | None  # autograd sequence number: the order ops were created in forward
+    # ops: the non-tensor values the op saved for its backward, by name without "_saved_":
+    # {"exponent": 2}, {"alpha": 1}, {"dim": [1], "keepdim": False, ...}; {} for AccumulateGrad
+    args: dict[str, Arg]
     outputs: int  # number of outputs of an op (its backward takes one gradient per output)
     requires_grad: bool  # leaves: whether .grad is accumulated
     value: TensorSummary | None  # forward value (ops: needs gradlab.record)

@@ -9,6 +9,7 @@ node ids. The live autograd objects stay inside this module and
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
-from gradlab.graph import EdgeAttrs, Graph, NodeAttrs, assemble
+from gradlab.graph import Arg, EdgeAttrs, Graph, NodeAttrs, assemble
 from gradlab.record import RECORD_KEY
 from gradlab.summary import dtype_name, summarize_many
 
@@ -155,6 +156,98 @@ def saved_tensors(fn: Node) -> list[tuple[str, torch.Tensor]]:
     return found
 
 
+def op_args(fn: Node) -> dict[str, Arg]:
+    """The non-tensor values ``fn`` saved for its backward, without the ``_saved_`` prefix.
+
+    Pow's ``exponent``, add's ``alpha``, sum's ``dim``, softmax's ``dim``,
+    leaky ReLU's ``negative_slope``, dropout's ``p``... Tuples become lists,
+    dtypes and devices strings; tensors and ``None`` are left out. PyTorch hands
+    negative int64 values (``dim=-1``, ``ignore_index=-100``) through as
+    unsigned; they are turned back. Scalars outlive ``backward()``, so this
+    works on a freed graph too.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(2, 3, requires_grad=True)
+    >>> op_args((x ** 3).grad_fn), op_args(x.sum(-1).grad_fn)["dim"]
+    ({'exponent': 3}, [-1])
+    """
+    saved = _SAVED_ATTRS.get(type(fn))
+    if saved is None:  # dir() is slow: once per class
+        saved = _SAVED_ATTRS[type(fn)] = _Saved([a for a in dir(fn) if a.startswith("_saved_")])
+    if not saved.names:
+        return {}
+    try:
+        values = saved.get(fn)
+    except RuntimeError:  # a saved tensor that backward() freed: find which, skip it from now
+        for attr in saved.names:
+            try:
+                getattr(fn, attr)
+            except RuntimeError:
+                saved.skip(attr)
+        return op_args(fn)
+    found: dict[str, Arg] = {}
+    for key, value in zip(saved.keys, values if len(saved.names) > 1 else (values,), strict=True):
+        kind = type(value)
+        if kind is int:
+            found[key] = value - _WRAP if value >= _BIG else value
+        elif kind is tuple and all(type(v) is int for v in value):
+            found[key] = [v - _WRAP if v >= _BIG else v for v in value]
+        elif value is not None:
+            arg = _arg(value)
+            if arg is _TENSOR:
+                saved.skip("_saved_" + key)  # this attribute of this class never holds a scalar
+            elif arg is not None:
+                found[key] = arg
+    return found
+
+
+class _Saved:
+    """The ``_saved_`` attributes of one autograd Node class worth reading, and a getter."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names: list[str] = []
+        self.keys: list[str] = []
+        self.get: Any = None
+        self._read(names)
+
+    def _read(self, names: list[str]) -> None:
+        self.names = names
+        self.keys = [name.removeprefix("_saved_") for name in names]
+        self.get = operator.attrgetter(*names) if names else None
+
+    def skip(self, name: str) -> None:
+        """Read ``name`` no more: it holds tensors."""
+        if name in self.names:
+            self._read([n for n in self.names if n != name])
+
+
+# autograd Node class -> what op_args reads of it
+_SAVED_ATTRS: dict[type, _Saved] = {}
+_TENSOR: Any = object()  # _arg's answer for a tensor (or tensors)
+_BIG, _WRAP = 1 << 63, 1 << 64  # int64 values that came through as uint64
+_NAMED = (torch.dtype, torch.device, torch.layout, torch.memory_format)
+
+
+def _arg(value: object) -> Any:
+    """``value`` as a JSON-able argument, ``_TENSOR``, or ``None`` to leave it out."""
+    if isinstance(value, bool | float | str):
+        return value
+    if isinstance(value, int):
+        return value - _WRAP if value >= _BIG else value
+    if isinstance(value, torch.Tensor):
+        return _TENSOR
+    if isinstance(value, tuple | list):
+        items = [_arg(v) for v in value]
+        if any(item is _TENSOR for item in items):
+            return _TENSOR
+        return None if any(item is None for item in items) else items
+    if isinstance(value, _NAMED):
+        return str(value)
+    return None
+
+
 def _check_root(root: object, i: int) -> None:
     if not isinstance(root, torch.Tensor):
         raise TraceError(f"trace() takes tensors; argument {i} is a {type(root).__name__}.")
@@ -239,9 +332,11 @@ class _Builder:
                 attrs["value"] = None  # filled in below when record() kept it
             if op == "AccumulateGrad":
                 attrs["seq"] = attrs["name"] = attrs["module"] = attrs["module_type"] = None
+                attrs["args"] = {}
                 self._add_leaf(fn.variable, n)
                 continue
             attrs["seq"] = fn._sequence_nr()
+            attrs["args"] = op_args(fn)
             attrs["name"] = output_names.get((fn, 0)) if output_names else None
             entries = fn.metadata.get(RECORD_KEY)
             entry = entries.get(0) if entries else None

@@ -1,6 +1,7 @@
 """Show one node of a graph: what it is, its value and gradient, and how they look. Not a page.
 
-Pages import it as ``from node_details import show_node``.
+Pages import it as ``from node_details import show_node`` (and ``show_card`` for the
+chain-rule card alone).
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from gradlab.chain import card, has_card
 from gradlab.graph import HIST_BINS, Graph, TensorSummary
+from gradlab.render.card import card_markdown
 from gradlab.render.text import describe, shape
 
 
@@ -37,6 +40,17 @@ def show_node(G: Graph, n: str) -> None:
     with right:
         label = ".grad (accumulated)" if kind == "leaf" else "Gradient arriving (∂L/∂output)"
         _tensor(label, grad, f"{n}.grad")
+    show_card(G, n)
+
+
+def show_card(G: Graph, n: str) -> None:
+    """The chain-rule card of node ``n``: its rule, with its numbers; a caption for other kinds."""
+    if n not in G or not has_card(G, n):
+        kind = G.nodes[n].get("kind") if n in G else None
+        st.caption(f"No chain-rule card for a {kind or 'missing'} node: pick an op or a leaf.")
+        return
+    with st.container(border=True):
+        st.markdown(card_markdown(card(G, n)))
 
 
 def _tensor(title: str, s: TensorSummary | None, key: str) -> None:
