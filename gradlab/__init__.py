@@ -1,6 +1,7 @@
 """GradLab: see and debug what PyTorch's autograd really does."""
 
 from gradlab.backward import backward
+from gradlab.diagnose import diagnose
 from gradlab.errors import ExportError, GradLabError, TraceError
 from gradlab.export import load, save
 from gradlab.graph import EdgeAttrs, NodeAttrs, TensorSummary, engine_order, nodes_of, op_nodes
@@ -18,6 +19,7 @@ __all__ = [
     "TensorSummary",
     "TraceError",
     "backward",
+    "diagnose",
     "engine_order",
     "load",
     "nodes_of",

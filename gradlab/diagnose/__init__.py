@@ -1,0 +1,182 @@
+"""The graph debugger: why a gradient is None, NaN, vanishing or exploding.
+
+:func:`diagnose` looks at a model with a batch, a function returning a loss,
+a tensor program or a traced graph, and returns :class:`Finding` records,
+errors first, each pinned to the node of ``gradlab.trace(loss)`` where the
+problem starts, with a plain explanation and the fix. :func:`examine` returns
+the same findings with the graph they point into, the gradient along the
+depth and the gradient check, for drawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradlab.diagnose import gradcheck as _gradcheck
+from gradlab.diagnose import gradients, lessons, loop, nonfinite, scale, shapes
+from gradlab.diagnose.evidence import Evidence, NodeIndex
+from gradlab.diagnose.finding import FAMILY, Finding, Kind, Severity, by_severity, worst
+from gradlab.diagnose.gradcheck import Agreement
+from gradlab.diagnose.look import look_callable, look_graph, look_model, look_program
+from gradlab.diagnose.loop import LoopWatch, Step
+from gradlab.diagnose.scale import Layer
+from gradlab.errors import GradLabError
+from gradlab.graph import Graph
+from gradlab.presets import Case
+
+__all__ = [
+    "FAMILY",
+    "Agreement",
+    "Finding",
+    "Kind",
+    "Layer",
+    "LoopWatch",
+    "Report",
+    "Severity",
+    "Step",
+    "by_severity",
+    "diagnose",
+    "examine",
+    "run_checks",
+    "worst",
+]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`examine` found, and the graph its findings point into."""
+
+    findings: tuple[Finding, ...]
+    graph: Graph | None = None
+    layers: tuple[Layer, ...] = ()  # gradient RMS along the depth, input side first
+    agreements: tuple[Agreement, ...] = ()  # the gradient check, when asked for
+    steps: tuple[Step, ...] = ()  # optimizer steps the code made
+
+
+def diagnose(
+    subject: Any,
+    batch: Any = None,
+    *,
+    target: Any = None,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    gradcheck: bool = False,
+    seed: int = 0,
+) -> list[Finding]:
+    """Find why gradients are None, NaN, vanishing or exploding; errors first.
+
+    ``subject`` is one of: an ``nn.Module`` with ``batch`` (its input) and
+    ``loss_fn(output, target)`` (without ``loss_fn`` the output is the loss);
+    a :class:`gradlab.presets.Case`; a function taking no arguments that
+    returns the loss or ``(model, loss)`` and may train for some steps; the
+    source of a tensor program (run by the safe interpreter); or a graph from
+    :func:`gradlab.trace` (facts only: the NaN checks). The model's ``.grad``
+    are left holding this batch's gradients. ``gradcheck`` also compares
+    autograd with finite differences (models only).
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> [f.kind for f in gradlab.diagnose("x = torch.tensor([0., 1.], requires_grad=True)\\n"
+    ...                                  "x.log().sum().backward()")]
+    ['nonfinite_forward']
+    """
+    report = examine(subject, batch, target=target, loss_fn=loss_fn, gradcheck=gradcheck, seed=seed)
+    return list(report.findings)
+
+
+def examine(
+    subject: Any,
+    batch: Any = None,
+    *,
+    target: Any = None,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    gradcheck: bool = False,
+    graph: bool = False,
+    seed: int = 0,
+) -> Report:
+    """:func:`diagnose`, with the graph (``graph=True``: values and gradients on every node)."""
+    look = _looker(subject, batch, target, loss_fn, seed)
+    ev = look(graph)
+    findings = run_checks(ev)
+    if not graph and _needs_deep_look(ev):
+        ev = look(True)
+        findings = run_checks(ev)
+    agreements: list[Agreement] = []
+    if gradcheck:
+        agreements = _check(subject, batch, target, loss_fn, ev)
+        findings += _gradcheck.find(agreements)
+    return Report(
+        tuple(by_severity(findings)),
+        ev.graph,
+        tuple(scale.profile(ev)),
+        tuple(agreements),
+        tuple(ev.steps),
+    )
+
+
+def run_checks(ev: Evidence) -> list[Finding]:
+    """Every check on one look's evidence, without repeating a cause as its effects."""
+    found = lessons.find(ev)
+    cut = gradients.find(ev)
+    if any(f.severity == "error" for f in cut):  # the cut explains the missing grad_fn
+        found = [f for f in found if f.cause != "no_grad_fn"]
+    found += cut
+    if ev.error is None:
+        found += loop.find(ev)
+    if not any(f.kind == "lr_too_high" for f in found):
+        found += nonfinite.find(ev)
+    found += shapes.find(ev)
+    if ev.error is None and not any(f.family in ("nonfinite", "loop") for f in found):
+        found += scale.find(ev)
+    return found
+
+
+def _needs_deep_look(ev: Evidence) -> bool:
+    """A finite loss with non-finite gradients needs every node's gradient to find the start."""
+    if ev.error is not None or not nonfinite.loss_is_finite(ev) or nonfinite.grads_are_finite(ev):
+        return False
+    return ev.graph is None or "backward" not in ev.graph.graph
+
+
+def _looker(
+    subject: Any, batch: Any, target: Any, loss_fn: Any, seed: int
+) -> Callable[[bool], Evidence]:
+    if isinstance(subject, Case):
+        case = subject
+        return lambda deep: look_model(
+            case.model, case.inputs, case.target, case.loss_fn, deep=deep, seed=seed
+        )
+    if isinstance(subject, nn.Module):
+        module = subject
+        if batch is None:
+            raise GradLabError("diagnose(model, batch): give the model a batch of inputs.")
+        return lambda deep: look_model(module, batch, target, loss_fn, deep=deep, seed=seed)
+    if isinstance(subject, str):
+        source = subject
+        return lambda deep: look_program(source)
+    if isinstance(subject, Graph):  # type: ignore[misc]
+        G = subject
+        return lambda deep: look_graph(G)
+    if callable(subject):
+        func = subject
+        return lambda deep: look_callable(func, deep=deep, seed=seed)
+    raise GradLabError(
+        f"diagnose() cannot look at a {type(subject).__name__}: give it a model and a batch, "
+        "a function returning the loss, a program's source or a traced graph."
+    )
+
+
+def _check(subject: Any, batch: Any, target: Any, loss_fn: Any, ev: Evidence) -> list[Agreement]:
+    if isinstance(subject, Case):
+        subject, batch, target, loss_fn = subject.model, subject.inputs, subject.target, (
+            subject.loss_fn)  # fmt: skip
+    if not isinstance(subject, nn.Module):
+        raise GradLabError("The gradient check needs a model and a batch: diagnose(model, x, ...).")
+    index = ev.index if ev.loss is not None else NodeIndex()
+    nodes = {n: index.tensor(p) for n, p in subject.named_parameters()}
+    return _gradcheck.check_model(subject, batch, target, loss_fn, nodes)

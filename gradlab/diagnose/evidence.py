@@ -1,0 +1,103 @@
+"""What one look at a model, a program or a loss gathered, for the checks to read.
+
+:class:`Evidence` holds live objects (the loss, the call log, the module
+calls) and facts (a traced graph when there is one); the checks in
+:mod:`gradlab.diagnose` each read it and return findings. :class:`NodeIndex`
+names live autograd objects by the ids :func:`gradlab.trace` gives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradlab.diagnose.observe import Call, ModuleCall
+from gradlab.graph import Graph
+from gradlab.trace import Node, walk
+
+ACCUMULATE = "AccumulateGrad"
+
+
+class NodeIndex:
+    """Live autograd nodes and leaf tensors -> ids of ``gradlab.trace(root)``.
+
+    Built from the live root (ids by walk position, as :func:`gradlab.trace`
+    numbers them) and, when a traced graph of the same run is at hand, from
+    its ``seq`` and ``op`` attributes (a graph traced elsewhere in the run, as
+    the program runner does).
+    """
+
+    def __init__(self, root: torch.Tensor | None = None, G: Graph | None = None) -> None:
+        self._fns: dict[Node, str] = {}
+        self._seq: dict[tuple[int, str], str] = {}
+        self._leaves: dict[int, str] = {}  # id(tensor) -> leaf id
+        self._keep: list[torch.Tensor] = []
+        self.root = "out0"
+        if root is not None and root.grad_fn is not None:
+            fns, _ = walk([root.grad_fn])
+            leaf = 0
+            for i, fn in enumerate(fns):
+                self._fns[fn] = f"fn{i}"
+                if type(fn).__name__ == ACCUMULATE:
+                    self._keep.append(fn.variable)
+                    self._leaves[id(fn.variable)] = f"leaf{leaf}"
+                    leaf += 1
+        if G is not None:
+            for n, attrs in G.nodes(data=True):
+                if attrs.get("kind") == "op" and attrs.get("seq") is not None:
+                    self._seq[(int(attrs["seq"]), str(attrs.get("op")))] = str(n)
+            roots = G.graph.get("roots") or ["out0"]
+            self.root = str(roots[0])
+
+    def fn(self, fn: Node | None) -> str | None:
+        """The id of an autograd node, if it is in the graph."""
+        if fn is None:
+            return None
+        found = self._fns.get(fn)
+        if found is None and self._seq and type(fn).__name__ != ACCUMULATE:
+            found = self._seq.get((fn._sequence_nr(), type(fn).__name__))
+        return found
+
+    def tensor(self, t: torch.Tensor) -> str | None:
+        """The id of the node that made ``t`` (its op) or holds it (a leaf)."""
+        if t.grad_fn is not None:
+            return self.fn(t.grad_fn)
+        return self._leaves.get(id(t))
+
+    def op_of(self, t: torch.Tensor) -> str | None:
+        """The op node of a tensor: its ``grad_fn``, or a leaf's ``AccumulateGrad``."""
+        if t.grad_fn is not None:
+            return self.fn(t.grad_fn)
+        for fn, n in self._fns.items():
+            if type(fn).__name__ == ACCUMULATE and fn.variable is t:
+                return n
+        return None
+
+
+@dataclass
+class Evidence:
+    """Everything one look gathered."""
+
+    loss: torch.Tensor | None = None
+    model: nn.Module | None = None
+    # Leaves whose gradient path is checked: parameters by name, or tensors the code
+    # made with requires_grad=True.
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+    index: NodeIndex = field(default_factory=NodeIndex)
+    calls: list[Call] | None = None
+    modules: list[ModuleCall] = field(default_factory=list)
+    error: BaseException | None = None  # what the code raised
+    error_node: str | None = None  # the node the error points at, when known
+    warnings: list[str] = field(default_factory=list)
+    graph: Graph | None = None  # a facts graph, with backward when it ran
+    backward_ran: bool = False
+    steps: list[Any] = field(default_factory=list)  # loop.Step records, across steps
+    optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
+    loss_call: tuple[str, torch.Tensor, Any] | None = None  # (loss name, input, target)
+
+    def grads(self) -> dict[str, torch.Tensor]:
+        """The gradients the checked leaves hold now."""
+        return {n: p.grad for n, p in self.params.items() if p.grad is not None}

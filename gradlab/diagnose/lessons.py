@@ -1,0 +1,78 @@
+"""Finding 6: autograd errors (and the warnings that go with them) as lessons.
+
+The text is :func:`gradlab.explain`'s: what PyTorch said, why, and the fixes.
+The finding is pinned to the node the error concerns: the op an in-place
+error names (with the tensor and its version counter, from PyTorch's own
+message), or the root's op for a non-scalar or second backward.
+"""
+
+from __future__ import annotations
+
+from gradlab.diagnose.evidence import Evidence
+from gradlab.diagnose.finding import Finding
+from gradlab.explain import Explanation, explain
+from gradlab.graph import Graph
+
+#: Lessons that other checks report better (a broadcast loss is a shape trap).
+_ELSEWHERE = ("loss_broadcast",)
+
+
+def find(ev: Evidence) -> list[Finding]:
+    """A finding for the error the code raised, and for autograd warnings it gave."""
+    findings: list[Finding] = []
+    if ev.error is not None:
+        lesson = explain(ev.error)
+        message = str(ev.error).split("\n")[0].strip()
+        if lesson is not None:
+            findings.append(_finding(lesson, "error", message, _node(ev, lesson)))
+        else:
+            findings.append(Finding(
+                "autograd_error", "error", (ev.error_node,) if ev.error_node else (),
+                f"The code raised {type(ev.error).__name__}",
+                message or type(ev.error).__name__,
+                "Read PyTorch's message above; GradLab does not know this one yet.",
+                type(ev.error).__name__, "unknown",
+            ))  # fmt: skip
+    seen: set[str] = set()
+    for message in ev.warnings:
+        lesson = explain(message)
+        if lesson is None or lesson.kind in _ELSEWHERE or lesson.kind in seen:
+            continue
+        seen.add(lesson.kind)
+        findings.append(_finding(lesson, "warning", message.split("\n")[0], None))
+    return findings
+
+
+def _finding(lesson: Explanation, severity: str, message: str, node: str | None) -> Finding:
+    return Finding(
+        kind="autograd_error",
+        severity=severity,  # type: ignore[arg-type]
+        nodes=(node,) if node else (),
+        title=lesson.title,
+        explanation=f"{lesson.why} PyTorch said: “{message}”",
+        fix="\n".join(lesson.fixes),
+        where=lesson.op or "",
+        cause=lesson.kind,
+    )
+
+
+def _node(ev: Evidence, lesson: Explanation) -> str | None:
+    if ev.error_node is not None:
+        return ev.error_node
+    G = ev.graph
+    if G is None:
+        return None
+    return node_of(G, lesson)
+
+
+def node_of(G: Graph, lesson: Explanation) -> str | None:
+    """The node an explained error points at: the op it names, or the root's op."""
+    if lesson.op is not None:
+        for n, op in G.nodes(data="op"):
+            if op == lesson.op:
+                return str(n)
+    if lesson.kind in ("non_scalar_backward", "backward_twice") and G.graph.get("roots"):
+        out = G.graph["roots"][0]
+        producers = list(G.predecessors(out))
+        return str(producers[0]) if producers else str(out)
+    return None

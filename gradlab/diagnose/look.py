@@ -1,0 +1,206 @@
+"""Take one look at what is diagnosed: run it under the watches and gather :class:`Evidence`.
+
+Four subjects: a model with a batch (and a loss function), a function that
+takes no arguments and returns a loss or ``(model, loss)``, a tensor program
+(run by the safe interpreter), and a traced graph (facts only). ``deep=True``
+also records forward values and runs :func:`gradlab.backward`, so the graph
+carries every node's value and gradient: the page shows it, and the
+backward NaN check reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradlab.backward import backward
+from gradlab.diagnose.evidence import Evidence, NodeIndex
+from gradlab.diagnose.loop import LoopWatch
+from gradlab.diagnose.observe import CallWatch, ModuleWatch
+from gradlab.errors import GradLabError
+from gradlab.graph import Graph
+from gradlab.record import record
+from gradlab.summary import summarize
+from gradlab.trace import trace
+
+LossFn = Callable[..., torch.Tensor]
+
+
+class ProgramFailure(Exception):
+    """A program's runtime error, carried as an exception (its message is PyTorch's)."""
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, caught: list[str]) -> Iterator[None]:
+    with torch.random.fork_rng(), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            caught += [str(w.message) for w in seen]
+
+
+def look_model(
+    model: nn.Module, inputs: Any, target: Any, loss_fn: LossFn | None,
+    *, deep: bool = False, seed: int = 0,
+) -> Evidence:  # fmt: skip
+    """Forward the batch, compute the loss and run backward, all watched."""
+    for p in model.parameters():
+        p.grad = None  # the gradients of this batch alone
+    ev = Evidence(model=model, params=dict(model.named_parameters()))
+    calls, modules = CallWatch(), ModuleWatch(model)
+    with _seeded(seed, ev.warnings):
+        try:
+            with record() if deep else contextlib.nullcontext(), calls, modules:
+                out = model(inputs)
+                if loss_fn is None:
+                    ev.loss = out
+                else:
+                    ev.loss = loss_fn(out, target) if target is not None else loss_fn(out)
+        except Exception as exc:
+            ev.error = exc
+        ev.calls, ev.modules = calls.calls, modules.calls
+        if ev.loss is not None:
+            _backward(ev, deep)
+    return ev
+
+
+def _backward(ev: Evidence, deep: bool) -> None:
+    """Run backward from ``ev.loss``: the real one, captured onto a graph when ``deep``."""
+    loss = ev.loss
+    assert loss is not None
+    if not isinstance(loss, torch.Tensor):
+        raise GradLabError(f"The loss must be a tensor; it is a {type(loss).__name__}.")
+    ev.index = NodeIndex(loss)
+    try:
+        if deep and loss.grad_fn is not None:
+            ev.graph = trace(loss, model=ev.model, histograms=True)
+            backward(loss, ev.graph, histograms=True)
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+        ev.backward_ran = True
+    except Exception as exc:
+        ev.error = exc
+        if ev.graph is None and loss.grad_fn is not None:
+            ev.graph = trace(loss, model=ev.model, histograms=True)
+
+
+def look_callable(func: Callable[[], object], *, deep: bool = False, seed: int = 0) -> Evidence:
+    """Call ``func()`` (no arguments; it returns a loss or ``(model, loss)``), all watched."""
+    ev = Evidence()
+    calls, modules = CallWatch(capture_backward=deep), ModuleWatch()
+    loop = LoopWatch(calls)
+    result: object = None
+    with _seeded(seed, ev.warnings):
+        try:
+            with record(), calls, modules, loop:
+                result = func()
+        except Exception as exc:
+            ev.error = exc
+    ev.calls, ev.modules = calls.calls, modules.calls
+    ev.steps, ev.optimizers = loop.steps, loop.optimizers
+    if ev.error is not None:
+        _graph_of_last(ev)
+        ev.params = _leaves(ev)
+        return ev
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
+        ev.model, ev.loss = result
+    else:
+        ev.loss = result  # type: ignore[assignment]
+    if not isinstance(ev.loss, torch.Tensor):
+        raise GradLabError(
+            f"The function returned {type(ev.loss).__name__}; it must return the loss tensor "
+            "or a (model, loss) pair."
+        )
+    ev.params = dict(ev.model.named_parameters()) if ev.model is not None else _leaves(ev)
+    ran = [c for c in calls.calls if c.name == "backward"]
+    if any(c.args and c.args[0] is ev.loss for c in ran) or (ran and ev.loss.grad_fn is None):
+        ev.backward_ran = True
+        ev.index = NodeIndex(ev.loss)
+        captured = [b for b in calls.backwards if b.root is ev.loss]
+        ev.graph = captured[-1].graph if captured else _trace(ev.loss, ev.model)
+    else:
+        ev.backward_ran = bool(ran)
+        with _seeded(seed, ev.warnings):
+            _backward(ev, deep)
+        if ev.graph is None and ev.loss.grad_fn is not None:
+            ev.graph = _trace(ev.loss, ev.model)
+    return ev
+
+
+def _trace(loss: torch.Tensor, model: nn.Module | None) -> Graph | None:
+    if loss.grad_fn is None and not loss.requires_grad:
+        return None
+    return trace(loss, model=model, histograms=True)
+
+
+def _graph_of_last(ev: Evidence) -> None:
+    """After an error: the graph of the last tensor with history the code made."""
+    for call in reversed(ev.calls or []):
+        out = call.out
+        if isinstance(out, torch.Tensor) and out.grad_fn is not None:
+            ev.index = NodeIndex(out)
+            ev.graph = trace(out, histograms=True)
+            return
+
+
+def _leaves(ev: Evidence) -> dict[str, torch.Tensor]:
+    """Leaf tensors the code made with requires_grad=True, named by their place in the graph."""
+    found: dict[int, torch.Tensor] = {}
+    for call in ev.calls or []:
+        for t in [*call.inputs(), *call.outputs()]:
+            if isinstance(t, torch.Tensor) and t.is_leaf and t.requires_grad:
+                found.setdefault(id(t), t)
+    names: dict[str, torch.Tensor] = {}
+    for i, t in enumerate(found.values()):
+        node = ev.index.tensor(t)
+        shape = "×".join(str(d) for d in t.shape) or "scalar"
+        names[f"{node or f'tensor {i}'} ({shape})"] = t
+    return names
+
+
+def look_program(source: str) -> Evidence:
+    """Run a tensor program with the safe interpreter, watched; errors become evidence."""
+    from gradlab.program import run_program
+
+    calls, modules = CallWatch(), ModuleWatch()
+    loop = LoopWatch(calls)
+    with calls, modules, loop:
+        result = run_program(source)
+    error = result.error
+    if error is not None and error.kind != "runtime":
+        raise GradLabError(f"The program did not run: {error.describe()}")
+    ev = Evidence(calls=calls.calls, modules=modules.calls, steps=loop.steps)
+    ev.optimizers = loop.optimizers
+    ev.graph = result.graph
+    ev.index = NodeIndex(None, result.graph)
+    ev.backward_ran = result.backward_calls > 0
+    ev.warnings = [n.message for n in result.notices]
+    if error is not None:
+        ev.error = ProgramFailure(error.message)
+        ev.error_node = error.node
+    ev.params = _program_leaves(ev, result.variables)
+    return ev
+
+
+def _program_leaves(ev: Evidence, variables: tuple[Any, ...]) -> dict[str, torch.Tensor]:
+    """The program's leaves that require grad, named after its variables where they match."""
+    leaves = _leaves(ev)
+    named: dict[str, torch.Tensor] = {}
+    candidates = [v for v in variables if v.kind == "tensor" and v.is_leaf and v.requires_grad]
+    for label, t in leaves.items():
+        summary = summarize(t.detach())
+        match = next((v.name for v in candidates if v.value == summary), None)
+        named[match or label] = t
+    return named
+
+
+def look_graph(G: Graph) -> Evidence:
+    """Facts only: a graph traced (and maybe backpropagated) elsewhere."""
+    return Evidence(graph=G, index=NodeIndex(None, G), backward_ran="backward" in G.graph)

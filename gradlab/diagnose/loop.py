@@ -1,0 +1,207 @@
+"""Finding 4: training-loop mistakes that only show across steps.
+
+:class:`LoopWatch` watches every ``optimizer.step()`` made inside it (global
+optimizer hooks, removed on exit): the loss that ``backward()`` last ran from
+(read from a :class:`~gradlab.diagnose.observe.CallWatch` log), the norm of the
+gradients the optimizer holds, and how far the step moved its parameters.
+:func:`find` reads those steps:
+
+* gradients that grow at every step: ``zero_grad()`` is missing, so each
+  ``backward()`` adds to the last one's gradients;
+* a loss that grows tenfold or turns non-finite: the learning rate is too high;
+* model parameters that get gradients but are in no optimizer (they never
+  move), or a loss that does not move at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+
+from gradlab.diagnose.evidence import Evidence
+from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.observe import CallWatch
+
+MIN_STEPS = 4
+GROWTH = 3.0  # last gradient norm over the first, growing at every step
+DIVERGE = 10.0  # last loss over the first
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimizer step, as seen from outside."""
+
+    loss: float | None  # the loss backward() last ran from, before this step
+    grad_norm: float  # of the gradients the optimizer held
+    moved: float  # norm of the change the step made to its parameters
+    lr: float | None
+
+
+class LoopWatch:
+    """Record every optimizer step made inside the ``with`` block."""
+
+    def __init__(self, calls: CallWatch | None = None) -> None:
+        self.steps: list[Step] = []
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self._calls = calls
+        self._seen = 0  # calls already read for backward()
+        self._loss: float | None = None
+        self._before: list[torch.Tensor] = []
+        self._grad = 0.0
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> LoopWatch:
+        self._handles = [
+            register_optimizer_step_pre_hook(self._pre),
+            register_optimizer_step_post_hook(self._post),
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _params(self, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if all(o is not optimizer for o in self.optimizers):
+            self.optimizers.append(optimizer)
+        with torch.no_grad():
+            params = self._params(optimizer)
+            grads = [p.grad for p in params if p.grad is not None]
+            self._grad = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+            self._before = [p.detach().clone() for p in params]
+        self._loss = self._last_loss()
+
+    def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        with torch.no_grad():
+            params = self._params(optimizer)
+            moved = math.sqrt(sum(
+                float((p.detach() - b).double().pow(2).sum())
+                for p, b in zip(params, self._before, strict=True)
+            ))  # fmt: skip
+        lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+        self._before = []
+        rate = float(lr) if lr is not None else None
+        self.steps.append(Step(self._loss, self._grad, moved, rate))
+
+    def _last_loss(self) -> float | None:
+        if self._calls is None:
+            return None
+        calls = self._calls.calls
+        found = None
+        for call in calls[self._seen :]:
+            if call.name == "backward" and call.args and isinstance(call.args[0], torch.Tensor):
+                root = call.args[0]
+                if root.numel() == 1:
+                    found = float(root.detach())
+        self._seen = len(calls)
+        return found if found is not None else self._loss
+
+
+def find(ev: Evidence) -> list[Finding]:
+    """Findings across the recorded steps; nothing for fewer than MIN_STEPS steps."""
+    steps: list[Step] = ev.steps
+    if len(steps) < MIN_STEPS:
+        return []
+    outside = _outside_optimizer(ev)
+    if outside:
+        return [outside]
+    nodes = _held_nodes(ev)
+    grads = [s.grad_norm for s in steps]
+    growing = all(b > a * 1.01 for a, b in itertools.pairwise(grads))
+    if growing and grads[0] > 0 and grads[-1] / grads[0] >= GROWTH:
+        return [_zero_grad(grads, nodes)]
+    losses = [s.loss for s in steps if s.loss is not None]
+    if len(losses) >= MIN_STEPS:
+        first, last = losses[0], losses[-1]
+        if math.isfinite(first) and (not math.isfinite(last) or last > DIVERGE * max(first, 1e-12)):
+            return [_diverges(steps, losses, nodes)]
+        if max(losses) - min(losses) <= 1e-9 * max(abs(first), 1.0):
+            return [_flat(steps, losses, nodes)]
+    return []
+
+
+def _held_nodes(ev: Evidence) -> tuple[str, ...]:
+    """The leaves of the parameters the optimizers hold, as nodes of the loss's graph."""
+    held = [p for o in ev.optimizers for g in o.param_groups for p in g["params"]]
+    return tuple(n for p in held if (n := ev.index.tensor(p)) is not None)[:8]
+
+
+def _outside_optimizer(ev: Evidence) -> Finding | None:
+    if ev.model is None or not ev.optimizers:
+        return None
+    held = {id(p) for o in ev.optimizers for g in o.param_groups for p in g["params"]}
+    names = [
+        n for n, p in ev.model.named_parameters()
+        if p.requires_grad and p.grad is not None and id(p) not in held
+    ]  # fmt: skip
+    if not names:
+        return None
+    params = dict(ev.model.named_parameters())
+    nodes = tuple(n for name in names if (n := ev.index.tensor(params[name])) is not None)
+    losses = [s.loss for s in ev.steps if s.loss is not None]
+    trend = f" The loss went {losses[0]:.4g} → {losses[-1]:.4g}." if losses else ""
+    every = "None of the model's parameters are" if len(names) == len(params) else (
+        f"{len(names)} of the model's {len(params)} parameters are not")  # fmt: skip
+    return Finding(
+        "not_in_optimizer", "error", nodes[:8],
+        "Parameters that get gradients but are in no optimizer",
+        f"{every} in the optimizer: {', '.join(f'`{n}`' for n in names[:6])}. backward() "
+        f"computes their gradients, but optimizer.step() never changes them.{trend}",
+        "Build the optimizer from the model you train: torch.optim.SGD(model.parameters(), "
+        "lr=...); add new layers' parameters with optimizer.add_param_group.",
+        ", ".join(names), "missing",
+    )  # fmt: skip
+
+
+def _zero_grad(grads: list[float], nodes: tuple[str, ...]) -> Finding:
+    shown = ", ".join(f"{g:.3g}" for g in grads[:6])
+    return Finding(
+        "missing_zero_grad", "warning", nodes,
+        "Gradients keep growing: zero_grad() is missing",
+        f"The gradient norm grew at every one of {len(grads)} steps ({shown}, … {grads[-1]:.3g}). "
+        "backward() adds to .grad; without optimizer.zero_grad() each step's gradient is the sum "
+        "of all the steps so far, and the updates grow with it.",
+        "Call optimizer.zero_grad() before loss.backward() in every step (or after "
+        "optimizer.step()).",
+        "optimizer.step()", "accumulating",
+    )  # fmt: skip
+
+
+def _diverges(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) -> Finding:
+    lr = steps[0].lr
+    shown = ", ".join(f"{v:.3g}" for v in losses[:5])
+    severity = "warning" if math.isfinite(losses[-1]) else "error"
+    return Finding(
+        "lr_too_high", severity, nodes,  # type: ignore[arg-type]
+        "The loss diverges: the learning rate is too high",
+        f"The loss grew from {losses[0]:.4g} to {losses[-1]:.4g} over {len(losses)} steps "
+        f"({shown}, …) with lr={lr}. Each step jumps past the minimum and lands higher up the "
+        "other side, so the steps grow.",
+        f"Lower the learning rate (try lr={lr / 10 if lr else 0.01:g}), normalise the inputs, "
+        "or clip the gradients.",
+        "optimizer", "diverging",
+    )  # fmt: skip
+
+
+def _flat(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) -> Finding:
+    moved = max(s.moved for s in steps)
+    why = "the steps did not move the parameters" if moved == 0 else "the loss ignored the steps"
+    return Finding(
+        "loss_flat", "warning", nodes,
+        "The loss does not move",
+        f"The loss stayed at {losses[0]:.6g} for {len(losses)} steps: {why} (lr={steps[0].lr}).",
+        "Check that the optimizer holds the model's parameters and that lr > 0.",
+        "optimizer", "flat",
+    )  # fmt: skip

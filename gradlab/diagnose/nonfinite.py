@@ -1,0 +1,213 @@
+"""Finding 2: the first op that made a NaN or an Inf, forward or backward, and its inputs.
+
+Forward: the first call in the call log whose output holds a non-finite value
+while every input was finite (without a log, the first op in forward order of
+a recorded graph whose inputs were finite). Backward: the first node, in the
+order the engine ran, that received a finite gradient and sent a non-finite one
+(read from a graph with :func:`gradlab.backward`'s facts). A NaN loss gives
+the forward finding; a finite loss with NaN gradients the backward one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gradlab.diagnose.evidence import Evidence
+from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.observe import Call
+from gradlab.graph import Graph, TensorSummary, engine_order
+
+_LOG = ("log", "log2", "log10", "log1p", "log_", "xlogy")
+_SQRT = ("sqrt", "rsqrt", "sqrt_")
+_DIV = ("div", "__truediv__", "__rtruediv__", "true_divide", "reciprocal", "__div__", "div_")
+_EXP = ("exp", "exp2", "expm1", "pow", "__pow__", "__rpow__", "cosh", "sinh", "exp_")
+
+
+def finite(t: torch.Tensor) -> bool:
+    """Whether every entry of a float tensor is finite (other tensors count as finite)."""
+    if not t.is_floating_point() and not t.is_complex():
+        return True
+    if t.numel() == 0 or t.device.type == "meta":
+        return True
+    return bool(torch.isfinite(t).all())
+
+
+def summary_finite(s: TensorSummary | None) -> bool:
+    """Whether a summary saw no NaN and no Inf (an unknown one counts as finite)."""
+    return s is None or (s["nan"] == 0 and s["inf"] == 0)
+
+
+def loss_is_finite(ev: Evidence) -> bool:
+    """Whether the loss (live, or the root of the facts graph) is finite."""
+    if ev.loss is not None:
+        return finite(ev.loss.detach())
+    G = ev.graph
+    if G is None or not G.graph.get("roots"):
+        return True
+    return summary_finite(G.nodes[G.graph["roots"][0]].get("value"))
+
+
+def grads_are_finite(ev: Evidence) -> bool:
+    """Whether the checked leaves' gradients (or the graph's leaf gradients) are finite."""
+    if ev.params:
+        return all(finite(g) for g in ev.grads().values())
+    G = ev.graph
+    if G is None:
+        return True
+    return all(summary_finite(a.get("grad")) for _, a in G.nodes(data=True))
+
+
+def find(ev: Evidence) -> list[Finding]:
+    """The NaN/Inf finding, if the loss or the gradients are not finite."""
+    if ev.error is not None:
+        return []
+    if not loss_is_finite(ev):
+        found = forward_culprit(ev.calls, ev) if ev.calls else None
+        if found is not None:
+            return [found]
+        return [f] if (f := _forward_from_graph(ev.graph)) is not None else []
+    if not grads_are_finite(ev) and ev.graph is not None:
+        found = backward_culprit(ev.graph)
+        return [found] if found is not None else []
+    return []
+
+
+def forward_culprit(calls: list[Call], ev: Evidence) -> Finding | None:
+    """The first call that turned finite inputs into a non-finite output."""
+    for call in calls:
+        outputs = [o for o in call.outputs() if isinstance(o, torch.Tensor)]
+        bad = next((o for o in outputs if not finite(o.detach())), None)
+        if bad is None:
+            continue
+        inputs = [a for a in call.inputs() if isinstance(a, torch.Tensor) and a is not bad]
+        if not all(finite(a.detach()) for a in inputs):
+            continue
+        ranges = [_range(a) for a in inputs if a.is_floating_point()]
+        node = ev.index.tensor(bad)
+        return _forward_finding(call.name, ranges, _counts(bad), (node,) if node else ())
+    return None
+
+
+def _forward_from_graph(G: Graph | None) -> Finding | None:
+    if G is None:
+        return None
+    ops = [(a.get("seq"), n) for n, a in G.nodes(data=True) if a.get("kind") == "op"]
+    for _, n in sorted((s, n) for s, n in ops if s is not None):
+        value = G.nodes[n].get("value")
+        if value is None or summary_finite(value):
+            continue
+        inputs = [G.nodes[u].get("value") for u in G.predecessors(n)]
+        if all(summary_finite(s) for s in inputs):
+            ranges = [(s["min"], s["max"]) for s in inputs if s and s["min"] is not None]
+            name = str(G.nodes[n].get("op", "")).removesuffix("Backward0").lower()
+            return _forward_finding(name, ranges, (value["nan"], value["inf"]), (n,))
+    return None
+
+
+def backward_culprit(G: Graph) -> Finding | None:
+    """The first node in engine order that got a finite gradient and sent a non-finite one."""
+    for n in engine_order(G):
+        attrs = G.nodes[n]
+        if attrs.get("op") == "AccumulateGrad" or not summary_finite(attrs.get("grad")):
+            continue
+        sent = [d.get("grad") for _, _, d in G.in_edges(n, data=True) if d.get("kind") == "flow"]
+        bad = next((s for s in sent if not summary_finite(s)), None)
+        if bad is None:
+            continue
+        values = [G.nodes[u].get("value") for u in G.predecessors(n)]
+        ranges = [(s["min"], s["max"]) for s in values if s and s["min"] is not None]
+        return _backward_finding(str(attrs.get("op")), ranges, (bad["nan"], bad["inf"]), n)
+    return None
+
+
+def _range(t: torch.Tensor) -> tuple[float | None, float | None]:
+    if t.numel() == 0:
+        return (None, None)
+    t = t.detach()
+    return (float(t.min()), float(t.max()))
+
+
+def _counts(t: torch.Tensor) -> tuple[int, int]:
+    t = t.detach()
+    return int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+
+
+def _show(ranges: list[tuple[float | None, float | None]]) -> str:
+    parts = [f"[{_num(lo)}, {_num(hi)}]" for lo, hi in ranges]
+    return " and ".join(parts) if parts else "no tensor inputs"
+
+
+def _num(x: float | None) -> str:
+    return "?" if x is None or math.isnan(x) else f"{x:.4g}"
+
+
+def _why(op: str, ranges: list[tuple[float | None, float | None]]) -> tuple[str, str, str]:
+    """(cause, why, fix) for an op that made a non-finite value from these inputs."""
+    low = min((lo for lo, _ in ranges if lo is not None), default=0.0)
+    high = max((hi for _, hi in ranges if hi is not None), default=0.0)
+    name = op.lower().removesuffix("backward0").removesuffix("backward1")
+    if name in _LOG or name.startswith("log"):
+        return ("log", "log(0) is -inf and the log of a negative number is NaN; an input here "
+                "reaches " + _num(low) + ".", "torch.log(x.clamp_min(1e-12)), or log_softmax "
+                "instead of log(softmax(...))")  # fmt: skip
+    if name in _SQRT or name.startswith("sqrt"):
+        return ("sqrt", "sqrt of a negative number is NaN, and sqrt has an infinite slope at 0 "
+                "(d sqrt(x)/dx = 1 / (2 sqrt(x))); an input here reaches " + _num(low) + ".",
+                "torch.sqrt(x + 1e-12), or x.clamp_min(1e-12).sqrt()")  # fmt: skip
+    if name in _DIV or name.startswith("div"):
+        return ("divide", "division by zero: a / 0 is ±inf and 0 / 0 is NaN; a divisor here "
+                "holds a zero (inputs " + _show(ranges) + ").",
+                "a / (b + 1e-8), or guard the zero case before dividing")  # fmt: skip
+    if name in _EXP or name.startswith(("exp", "pow")):
+        return ("overflow", "exp overflows: float32 holds numbers up to about 3.4e38, so "
+                "exp(x) is inf for x > 88.7; an input here reaches " + _num(high) + ".",
+                "subtract the maximum first (x - x.max()), use logsumexp / log_softmax, or "
+                "scale the inputs down")  # fmt: skip
+    if name in ("mul", "__mul__", "mul_", "__rmul__"):
+        return ("multiply", "a product overflowed, or 0 × inf made NaN (inputs "
+                + _show(ranges) + ").", "keep values in range before multiplying (normalise "
+                "the inputs, clamp, or lower the learning rate)")  # fmt: skip
+    return ("other", f"{op} turned inputs in {_show(ranges)} into non-finite values.",
+            "check this op's inputs for zeros, negatives or very large values")  # fmt: skip
+
+
+def _forward_finding(
+    op: str, ranges: list[tuple[float | None, float | None]], counts: tuple[int, int],
+    nodes: tuple[str, ...],
+) -> Finding:  # fmt: skip
+    cause, why, fix = _why(op, ranges)
+    nan, inf = counts
+    return Finding(
+        kind="nonfinite_forward",
+        severity="error",
+        nodes=nodes,
+        title=f"The first NaN/Inf of the forward pass comes from {op}",
+        explanation=f"`{op}` is the first op, in forward order, whose output is not finite "
+        f"({nan} NaN, {inf} inf) although its inputs were (ranges {_show(ranges)}). {why} "
+        "Everything computed from it, the loss and every gradient, is poisoned.",
+        fix=fix,
+        where=op,
+        cause=cause,
+    )
+
+
+def _backward_finding(
+    op: str, ranges: list[tuple[float | None, float | None]], counts: tuple[int, int], n: str
+) -> Finding:
+    cause, why, fix = _why(op, ranges)
+    nan, inf = counts
+    return Finding(
+        kind="nonfinite_backward",
+        severity="error",
+        nodes=(n,),
+        title=f"The first NaN/Inf of the backward pass comes from {op}",
+        explanation=f"The loss is finite, but {op} is the first node, in the order backward ran, "
+        f"that received a finite gradient and sent a non-finite one ({nan} NaN, {inf} inf); its "
+        f"inputs in forward were in {_show(ranges)}. {why} A value masked out in forward "
+        "(torch.where, indexing) still sends its gradient through this op: 0 × inf = NaN.",
+        fix=fix + "; mask the input before the op, not only its output",
+        where=op,
+        cause=cause,
+    )

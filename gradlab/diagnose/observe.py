@@ -1,0 +1,236 @@
+"""Watching code run: every torch call, every module call, every ``backward()``.
+
+* :class:`CallWatch` is a ``TorchFunctionMode`` that keeps every torch
+  function and tensor method call of a block (function, arguments, output, and
+  whether grad mode was on). The diagnosis reads it afterwards: where a
+  parameter's path was cut, which op made the first NaN, what a loss was fed.
+  With ``capture_backward`` it also turns each ``backward()`` into
+  :func:`gradlab.backward` on a freshly traced graph, so the gradient each
+  node sent is known (the deep look, only when a problem needs it).
+* :class:`ModuleWatch` keeps the output of every ``nn.Module`` call, in the
+  order the calls finish, through a global forward hook that exists only while
+  some thread watches.
+
+Both keep live references only; nothing is summarised while the code runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from gradlab.graph import Graph
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One torch call: live references, for a later look."""
+
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] | None
+    out: Any
+    grad_enabled: bool
+
+    @property
+    def name(self) -> str:
+        """``"log"``, ``"detach"``, ``"data"`` (the ``.data`` property), ``"__truediv__"``."""
+        return call_name(self.func)
+
+    def inputs(self) -> list[Any]:
+        """Tensors and arrays among the arguments."""
+        found = [a for arg in self.args for a in arrays_in(arg)]
+        if self.kwargs:
+            found += [a for v in self.kwargs.values() for a in arrays_in(v)]
+        return found
+
+    def outputs(self) -> list[Any]:
+        """Tensors and arrays in the output."""
+        return arrays_in(self.out)
+
+
+@dataclass
+class Captured:
+    """One ``backward()`` seen by :class:`CallWatch` with ``capture_backward``."""
+
+    root: torch.Tensor
+    graph: Graph
+    error: BaseException | None = None
+
+
+class CallWatch(TorchFunctionMode):
+    """Keep every torch function and tensor method call made inside the block."""
+
+    def __init__(self, capture_backward: bool = False, limit: int = 200_000) -> None:
+        super().__init__()
+        self.calls: list[Call] = []
+        self.capture_backward = capture_backward
+        self.backwards: list[Captured] = []
+        self.limit = limit  # calls kept; later ones run unseen (a long training loop)
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        if self.capture_backward and _is_backward(func) and args:
+            out = self._backward(func, args, kwargs or {})
+        else:
+            out = func(*args, **kwargs) if kwargs else func(*args)
+        if len(self.calls) < self.limit and not _from_gradlab():
+            # A tight loop: keep references only.
+            self.calls.append(Call(func, args, kwargs, out, torch.is_grad_enabled()))
+        return out
+
+    def _backward(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from gradlab.backward import backward
+        from gradlab.trace import trace
+
+        root = args[0]
+        simple = isinstance(root, torch.Tensor) and root.grad_fn is not None and len(args) == 1
+        if not simple or set(kwargs) - {"retain_graph", "gradient"}:
+            return func(*args, **kwargs)
+        G = trace(root, histograms=True)
+        captured = Captured(root, G)
+        self.backwards.append(captured)
+        retain = bool(kwargs.get("retain_graph"))
+        backward(root, G, kwargs.get("gradient"), retain, histograms=True)
+        return None
+
+
+#: GradLab's own machinery, whose torch calls (summaries, traces) are not the code's.
+_MACHINERY = frozenset({
+    "gradlab.summary", "gradlab.trace", "gradlab.backward", "gradlab.record",
+    "gradlab.program.limits", "gradlab._gc",
+})  # fmt: skip
+
+
+def _from_gradlab() -> bool:
+    """Whether the torch call being handled comes from GradLab's machinery."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("torch"):
+            return module in _MACHINERY
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _is_backward(func: Any) -> bool:
+    return func is torch.Tensor.backward or func is torch.autograd.backward
+
+
+_DATA = torch.Tensor.data
+
+
+def call_name(func: Any) -> str:
+    """The name of a called function; ``"data"`` for the ``.data`` property."""
+    if getattr(func, "__self__", None) is _DATA:
+        return "data"
+    return str(getattr(func, "__name__", type(func).__name__))
+
+
+def arrays_in(value: Any) -> list[Any]:
+    """Tensors and NumPy arrays in an argument or output (one level of lists, tuples, dicts)."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [v for v in value if isinstance(v, torch.Tensor | np.ndarray)]
+    if isinstance(value, dict):
+        return [v for v in value.values() if isinstance(v, torch.Tensor | np.ndarray)]
+    return []
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors in an argument or output."""
+    return [v for v in arrays_in(value) if isinstance(v, torch.Tensor)]
+
+
+# -- module calls -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ModuleCall:
+    """One finished call of an ``nn.Module``, and the gradient its output got in backward."""
+
+    module: nn.Module
+    name: str  # dotted path in the model ("" for the model itself, the class name if foreign)
+    output: Any
+    grad_rms: float | None = None  # root mean square of dL/d(output), once backward ran
+
+    def keep_grad(self, grad: torch.Tensor) -> None:
+        """Tensor hook: note the size of the gradient arriving at the output."""
+        g = grad.detach()
+        self.grad_rms = float(g.double().pow(2).mean().sqrt()) if g.numel() else 0.0
+
+
+_local = threading.local()
+_hooks_lock = threading.Lock()
+_hooks: list[Any] = []
+_users = 0
+
+
+@dataclass
+class ModuleWatch:
+    """Keep every module call of this thread inside the ``with`` block."""
+
+    model: nn.Module | None = None
+    calls: list[ModuleCall] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._names = (
+            {id(m): n for n, m in self.model.named_modules()} if self.model is not None else {}
+        )
+        self._outer: ModuleWatch | None = None
+
+    def __enter__(self) -> ModuleWatch:
+        _acquire_hooks()
+        self._outer = getattr(_local, "watch", None)
+        _local.watch = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.watch = self._outer
+        _release_hooks()
+
+    def record(self, module: nn.Module, output: Any) -> None:
+        """Keep one finished call (called by the global hook)."""
+        name = self._names.get(id(module), type(module).__name__)
+        call = ModuleCall(module, name, output)
+        self.calls.append(call)
+        first = tensors_in(output)[:1]
+        if first and first[0].requires_grad and next(module.parameters(False), None) is not None:
+            first[0].register_hook(call.keep_grad)  # type: ignore[no-untyped-call]  # layers only: modules with parameters
+
+
+def _on_module_done(module: nn.Module, args: Any, output: Any) -> None:
+    watch: ModuleWatch | None = getattr(_local, "watch", None)
+    if watch is not None:
+        watch.record(module, output)
+
+
+def _acquire_hooks() -> None:
+    # A global hook slows every module call in the process, so it exists only
+    # while some thread watches; it checks for a watch of its own thread.
+    global _users
+    with _hooks_lock:
+        if _users == 0:
+            from torch.nn.modules import module as nn_module
+
+            _hooks.append(nn_module.register_module_forward_hook(_on_module_done))
+        _users += 1
+
+
+def _release_hooks() -> None:
+    global _users
+    with _hooks_lock:
+        _users -= 1
+        if _users == 0:
+            for handle in _hooks:
+                handle.remove()
+            _hooks.clear()

@@ -1,0 +1,255 @@
+"""The graph debugger: every gallery case gives exactly its finding, healthy models are silent.
+
+Torch is the oracle: each case's premise (no .grad, a NaN, a tiny gradient, a
+wrong backward) is checked against what PyTorch itself computes, and every
+node a finding points at is checked on the graph ``gradlab.trace`` draws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradlab
+from gradlab import examples, presets
+from gradlab.diagnose import Finding, LoopWatch, by_severity, examine, worst
+from gradlab.diagnose import broken as b
+from gradlab.diagnose.gallery import CASES, examine_case, get
+from gradlab.errors import GradLabError
+
+#: The op of the node each case's finding points at first.
+EXPECTED_OP = {
+    "detach": "AddBackward0",
+    "data": "AddBackward0",
+    "no_grad_region": "AddBackward0",
+    "numpy_round_trip": "AddmmBackward0",
+    "log_zero": "LogBackward0",
+    "divide_by_zero": "DivBackward0",
+    "exp_overflow": "ExpBackward0",
+    "sqrt_negative": "SqrtBackward0",
+    "where_nan_gradient": "LogBackward0",
+    "sqrt_zero_gradient": "SqrtBackward0",
+    "saturated_tanh": "TanhBackward0",
+    "dead_relu": "ReluBackward0",
+    "broadcast_mse": "MseLossBackward0",
+    "broadcast_by_hand": "SubBackward0",
+    "cross_entropy_probabilities": "SoftmaxBackward0",
+    "non_scalar_backward": "PowBackward0",
+    "backward_twice": "SumBackward0",
+    "inplace_saved": "ExpBackward0",
+}
+
+
+def loud(findings: tuple[Finding, ...] | list[Finding]) -> list[tuple[str, str]]:
+    """(kind, cause) of the findings above the level of a note."""
+    return [(f.kind, f.cause) for f in findings if f.severity != "info"]
+
+
+def test_the_gallery_covers_every_family_with_at_least_twelve_cases() -> None:
+    assert len(CASES) >= 12
+    families = {Finding(c.expect, "error", (), "", "", "").family for c in CASES}
+    assert families == {
+        "no_gradient", "nonfinite", "scale", "loop", "shapes", "autograd_error", "gradcheck"
+    }  # fmt: skip
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_each_case_gives_exactly_its_finding(case: object) -> None:
+    assert hasattr(case, "expect")
+    report = examine_case(case)  # type: ignore[arg-type]
+    assert loud(report.findings) == [(case.expect, case.cause)]  # type: ignore[attr-defined]
+    finding = next(f for f in report.findings if f.severity != "info")
+    assert finding.title and finding.explanation and finding.fix
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_OP))
+def test_the_finding_points_at_the_right_node_of_the_drawn_graph(name: str) -> None:
+    report = examine_case(get(name), graph=True)
+    finding = next(f for f in report.findings if f.severity != "info")
+    assert (finding.kind, finding.cause) == (get(name).expect, get(name).cause)
+    G = report.graph
+    assert G is not None and finding.nodes
+    assert G.nodes[finding.nodes[0]]["op"] == EXPECTED_OP[name]
+
+
+def test_a_detached_parameter_really_has_no_gradient_and_the_cut_is_named() -> None:
+    case = b.make_numpy()
+    findings = gradlab.diagnose(case)
+    assert [f.where for f in findings] == ["encoder.weight, encoder.bias"]
+    assert case.model.encoder.weight.grad is None  # type: ignore[union-attr]
+    assert case.model.head.weight.grad is not None  # type: ignore[union-attr]
+    assert "NumPy" in findings[0].title
+
+
+def test_unused_layer_parameters_are_exactly_the_ones_torch_leaves_without_grad() -> None:
+    case = b.make_unused_layer()
+    finding = gradlab.diagnose(case)[0]
+    missing = [n for n, p in case.model.named_parameters() if p.grad is None]
+    assert finding.where.split(", ") == missing == ["aux_head.weight", "aux_head.bias"]
+
+
+def test_nan_findings_agree_with_torch() -> None:
+    x = torch.tensor([1.0, 0.0, 2.0], requires_grad=True)
+    y = torch.where(x.gt(0), torch.log(x), torch.zeros(3))
+    y.sum().backward()
+    assert torch.isfinite(y.sum()) and x.grad is not None and torch.isnan(x.grad).any()
+    finding = examine_case(get("where_nan_gradient")).findings[0]
+    assert "finite" in finding.explanation and "0" in finding.explanation
+
+
+def test_the_nan_finding_gives_the_range_of_the_inputs() -> None:
+    finding = examine_case(get("sqrt_negative")).findings[0]
+    assert "[-0.5, 2]" in finding.explanation  # x - 1 for x in [0.5, 3]
+
+
+def test_the_depth_profile_is_torch_s_gradient_at_each_layer_output() -> None:
+    case = b.make_vanishing()
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o)) for m in case.model
+             if isinstance(m, nn.Linear)]  # fmt: skip
+    loss = case.loss()
+    for o in outputs:
+        o.retain_grad()
+    loss.backward()
+    for h in hooks:
+        h.remove()
+    expected = [float(o.grad.pow(2).mean().sqrt()) for o in outputs]  # type: ignore[union-attr]
+    report = examine(b.make_vanishing())
+    assert [layer.rms for layer in report.layers] == pytest.approx(expected, rel=1e-5)
+    assert report.layers[0].rms / report.layers[-1].rms < 1e-4
+
+
+def test_the_gradient_check_agrees_with_torch_gradcheck() -> None:
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert not torch.autograd.gradcheck(b.Cube.apply, (x,), raise_exception=False)
+    report = examine(b.make_wrong_backward(), gradcheck=True)
+    bad = {a.name for a in report.agreements if not a.ok}
+    assert bad == {"0.weight", "0.bias"}  # the layer before the cube; the head is right
+    good = [a for a in report.agreements if a.ok]
+    assert {a.name for a in good} == {"2.weight", "2.bias"}
+    G = examine(b.make_wrong_backward(), gradcheck=True, graph=True).graph
+    assert G is not None
+    nodes = examine(b.make_wrong_backward(), gradcheck=True).findings[0].nodes
+    assert {G.nodes[n]["name"] for n in nodes} == {"0.weight", "0.bias"}
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "lenet"])
+def test_the_gradient_check_passes_on_healthy_presets(name: str) -> None:
+    report = examine(presets.get(name).build(), gradcheck=True)
+    assert report.agreements and all(a.ok for a in report.agreements)
+    assert loud(report.findings) == []
+
+
+HEALTHY = [n for n in presets.PRESETS if n != "transformer"]
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_presets_are_silent(name: str) -> None:
+    assert loud(gradlab.diagnose(presets.get(name).build())) == []
+
+
+def test_the_transformer_preset_truly_vanishes_and_its_healthy_twin_is_silent() -> None:
+    # Its target is all zeros after a LayerNorm: mean(y**2) is 1 whatever the weights
+    # before the norm, so their true gradient is 0 (torch agrees, to rounding).
+    case = presets.get("transformer").build()
+    assert loud(gradlab.diagnose(case)) == [("vanishing", "ratio")]
+    attn = case.model.layers[0].self_attn.in_proj_weight  # type: ignore[index]
+    norm = case.model.layers[0].norm2.weight  # type: ignore[index]
+    assert attn.grad is not None and norm.grad is not None
+    assert float(attn.grad.abs().max()) < 1e-5 * float(norm.grad.abs().max())
+    twin = presets.get("transformer").build()
+    twin.target = torch.randn_like(twin.target)
+    assert loud(gradlab.diagnose(twin)) == []
+
+
+@pytest.mark.parametrize("example", examples.EXAMPLES, ids=lambda e: e.id)
+def test_lesson_programs_give_only_the_mistake_they_teach(example: examples.Example) -> None:
+    expected = [("autograd_error", example.expect_error)] if example.expect_error else []
+    assert loud(gradlab.diagnose(example.source)) == expected
+
+
+def test_a_healthy_training_loop_is_silent_and_its_steps_are_recorded() -> None:
+    report = examine(b.train_healthy)
+    assert loud(report.findings) == []
+    losses = [s.loss for s in report.steps]
+    assert len(losses) == 8 and all(x is not None for x in losses)
+    assert losses[-1] < losses[0]  # type: ignore[operator]
+
+
+def test_loop_watch_records_the_loss_and_gradient_norm_torch_sees() -> None:
+    from gradlab.diagnose.observe import CallWatch
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(4, 2), torch.randn(4, 1)
+    calls = CallWatch()
+    with calls, LoopWatch(calls) as loop:
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters()))  # type: ignore[union-attr]
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.step()
+    (step,) = loop.steps
+    assert step.loss == pytest.approx(loss.item())
+    assert step.grad_norm == pytest.approx(norm)
+    after = [p.detach() for p in model.parameters()]
+    moved = math.sqrt(sum(float((a - p).pow(2).sum()) for a, p in zip(after, before, strict=True)))
+    assert step.moved == pytest.approx(moved, rel=1e-5)
+    assert moved == pytest.approx(0.1 * norm, rel=1e-5)  # SGD moves lr * |grad|
+
+
+def test_a_model_and_batch_with_a_loss_function() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x, y = torch.randn(16, 3), torch.tensor([0, 1] * 8)
+    assert gradlab.diagnose(model, x, target=y, loss_fn=nn.CrossEntropyLoss()) == []
+    probs = nn.Sequential(model, nn.Softmax(dim=1))
+    findings = gradlab.diagnose(probs, x, target=y, loss_fn=nn.CrossEntropyLoss())
+    assert loud(findings) == [("wrong_loss_input", "probabilities")]
+
+
+def test_a_traced_graph_alone_gives_the_nan_finding() -> None:
+    x = torch.tensor([1.0, 0.0], requires_grad=True)
+    with gradlab.record():
+        loss = torch.log(x * 2).sum()
+    G = gradlab.trace(loss)
+    (finding,) = gradlab.diagnose(G)
+    assert (finding.kind, finding.cause) == ("nonfinite_forward", "log")
+    assert G.nodes[finding.nodes[0]]["op"] == "LogBackward0"
+
+
+def test_frozen_parameters_are_a_note_when_others_learn() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    model[0].requires_grad_(False)  # fine-tuning the head only
+    findings = gradlab.diagnose(model, torch.randn(8, 3), target=torch.randn(8, 1),
+                                loss_fn=nn.MSELoss())  # fmt: skip
+    assert [(f.kind, f.severity) for f in findings] == [("frozen", "info")]
+    assert findings[0].where == "0.weight, 0.bias"
+
+
+def test_bad_subjects_and_programs_say_what_is_wrong() -> None:
+    with pytest.raises(GradLabError, match="cannot look at a int"):
+        gradlab.diagnose(3)
+    with pytest.raises(GradLabError, match="give the model a batch"):
+        gradlab.diagnose(nn.Linear(1, 1))
+    with pytest.raises(GradLabError, match="did not run: line 1: syntax error"):
+        gradlab.diagnose("x = (")
+    with pytest.raises(GradLabError, match="must return the loss tensor"):
+        gradlab.diagnose(lambda: 3)
+    with pytest.raises(GradLabError, match="No gallery case 'nope'"):
+        get("nope")
+
+
+def test_severity_order() -> None:
+    note = Finding("frozen", "info", (), "t", "e", "f")
+    error = Finding("gradcheck", "error", (), "t", "e", "f")
+    warn = Finding("vanishing", "warning", (), "t", "e", "f")
+    assert by_severity([note, warn, error]) == [error, warn, note]
+    assert worst([note, warn]) == "warning" and worst([]) is None
