@@ -55,13 +55,15 @@ def show_graph(
     clusters: bool = False,
     view: View = "plotly",
     height: int | None = None,
+    large: bool = False,
 ) -> str | None:
     """Draw ``G`` under a view switch; return the node id selected by a click, else None.
 
     ``view`` is the switch's first position (later runs keep the person's
     choice). ``highlight`` outlines nodes in red and ``selected`` one node in
     blue; ``color`` and ``color_label`` are :func:`gradlab.render.plotly.to_figure`'s.
-    ``clusters`` boxes each module in the Graphviz view.
+    ``clusters`` boxes each module in the Graphviz view; ``large`` draws
+    bigger labels (presenter mode).
     """
     view_key = f"{key}.view"
     if st.session_state.get(view_key) not in _VIEWS:
@@ -87,6 +89,8 @@ def show_graph(
         height=height,
     )  # fmt: skip
     _room_for_labels(fig, G)
+    if large:
+        _enlarge(fig)
     # The key changes with the node set, so a selection never outlives the graph it was in.
     chart_key = f"{key}.plotly.{_digest(G)}"
     event = st.plotly_chart(
@@ -148,6 +152,17 @@ def _room_for_labels(fig: go.Figure, G: Graph) -> None:
     xs = [x for trace in fig.data for x in (trace.x or ()) if x is not None]
     if xs:
         fig.update_xaxes(range=[min(xs) - 0.6, max(xs) + 1.8])
+
+
+def _enlarge(fig: go.Figure) -> None:
+    """Labels and hover text a room can read from the back (presenter mode)."""
+    fig.update_layout(font={"size": 18}, hoverlabel={"font": {"size": 18}})
+    for trace in fig.data:
+        if getattr(trace, "textfont", None) is not None:
+            trace.textfont.size = 18
+        if getattr(trace, "mode", "") and "markers" in trace.mode and trace.marker.size:
+            size = trace.marker.size
+            trace.marker.size = [v * 1.4 for v in size] if isinstance(size, tuple) else size * 1.4
 
 
 def _digest(G: Graph) -> str:

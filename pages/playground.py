@@ -11,8 +11,17 @@ from gradlab.share import ViewState, from_params, to_params
 
 from graph_view import chosen_view, download_row, show_graph
 from node_details import show_node
+from stepper import show_stepper
 
 PROGRAM, EXAMPLE, NODE = "pg.program", "pg.example", "pg.node"
+STEPPING, STEP, PREDICT, PRESENT = "pg.stepping", "pg.steps.step", "pg.predict", "pg.present"
+# Presenter mode: type a room can read, the editor and page chrome out of the way.
+PRESENTER_CSS = """<style>
+html { font-size: 22px; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+header[data-testid="stHeader"] { display: none; }
+.block-container { padding-top: 1rem; max-width: 100%; }
+</style>"""
 
 
 @st.cache_data(max_entries=200, show_spinner="Running the program…")
@@ -36,7 +45,20 @@ def first_visit() -> ViewState:
     st.session_state[PROGRAM] = state.program if state.program is not None else example.source
     st.session_state[NODE] = state.node
     st.session_state["pg.view"] = state.view
+    st.session_state[STEPPING] = state.step is not None
+    st.session_state[STEP] = state.step or 0
+    st.session_state[PREDICT] = state.predict
+    st.session_state[PRESENT] = state.presenter
+    st.session_state["pg.stepped"] = st.session_state[PROGRAM]
     return state
+
+
+def keep_step(source: str) -> None:
+    """A changed program is another graph: its step-through starts again."""
+    if st.session_state.get("pg.stepped") != source:
+        st.session_state["pg.stepped"] = source
+        st.session_state[STEP] = 0
+        st.session_state["pg.steps.playing"] = False
 
 
 def show_error(result: ProgramResult) -> None:
@@ -70,13 +92,9 @@ def show_results(result: ProgramResult) -> None:
 if PROGRAM not in st.session_state:
     first_visit()
 
-st.title("Playground")
-st.caption(
-    "Type PyTorch, see the graph autograd really builds: every `grad_fn` node with its "
-    "forward value and, after `backward()`, the gradient that flowed into it."
-)
-editor, picture = st.columns([2, 3], gap="large")
-with editor:
+
+def show_editor() -> ProgramResult:
+    """The example menu, the program and what running it gave."""
     st.selectbox(
         "Example",
         [e.id for e in examples.EXAMPLES],
@@ -98,54 +116,121 @@ with editor:
     if result.error is not None:
         show_error(result)
     show_results(result)
+    return result
 
-with picture:
+
+def show_picture(result: ProgramResult, presenting: bool) -> None:
+    """The graph, or the step-through of its backward pass, and the node details."""
     G = result.graph
     if G is None:
         st.info(
             "Nothing to draw yet: create a tensor with `requires_grad=True` and compute "
             "something from it."
         )
-    else:
-        where = f"`{result.root}`" if result.root else "the last tensor"
-        steps = "with the backward pass" if result.backward_calls else "(no backward() yet)"
-        st.markdown(f"**The graph of {where}** {steps}")
-        error_node = result.error.node if result.error else None
-        selected = st.session_state.get(NODE)
-        if selected not in G:
-            selected = None
-        clicked = show_graph(
-            G,
-            key="pg",
-            highlight=[error_node] if error_node else (),
-            selected=selected,
-            color="kind",
-        )
-        if clicked is not None:
-            selected = st.session_state[NODE] = clicked
-        ids = list(G.nodes)
-        picked = st.selectbox(
-            "Node details",
-            [None, *ids],
-            index=ids.index(selected) + 1 if selected in ids else 0,
-            format_func=lambda n: "click a node, or pick one here" if n is None else
-            f"{n}: {G.nodes[n].get('op') or G.nodes[n].get('label')}",
+        return
+    where = f"`{result.root}`" if result.root else "the last tensor"
+    steps = "with the backward pass" if result.backward_calls else "(no backward() yet)"
+    can_step = bool(G.graph.get("backward"))
+    left, middle = st.columns([3, 2], vertical_alignment="center")
+    left.markdown(f"**The graph of {where}** {steps}")
+    if can_step:
+        middle.toggle(
+            "Step through backward()", key=STEPPING,
+            help="Walk the engine's real order, one op at a time (← and → keys).",
         )  # fmt: skip
-        if picked != selected:
-            selected = st.session_state[NODE] = picked
+    if can_step and st.session_state.get(STEPPING):
+        st.toggle(
+            "Predict first", key=PREDICT,
+            help="Hide what each op sends on until you press Reveal.",
+        )  # fmt: skip
+        show_stepper(G, key="pg.steps", predict=st.session_state[PREDICT], large=presenting)
+        return
+    if presenting and not can_step:
+        st.caption("This program calls no backward(): there is nothing to step through.")
+    error_node = result.error.node if result.error else None
+    selected = st.session_state.get(NODE)
+    if selected not in G:
+        selected = None
+    clicked = show_graph(
+        G,
+        key="pg",
+        highlight=[error_node] if error_node else (),
+        selected=selected,
+        color="kind",
+        large=presenting,
+    )
+    if clicked is not None:
+        selected = st.session_state[NODE] = clicked
+    if presenting:
         if selected is not None:
             with st.container(border=True):
                 show_node(G, selected)
-        with st.expander("All nodes, in backward order"):
-            st.dataframe(as_dicts(node_rows(G)), hide_index=True, width="stretch")
-        download_row(G, key="pg.download", stem="gradlab-graph")
+        return
+    ids = list(G.nodes)
+    picked = st.selectbox(
+        "Node details",
+        [None, *ids],
+        index=ids.index(selected) + 1 if selected in ids else 0,
+        format_func=lambda n: "click a node, or pick one here" if n is None else
+        f"{n}: {G.nodes[n].get('op') or G.nodes[n].get('label')}",
+    )  # fmt: skip
+    if picked != selected:
+        selected = st.session_state[NODE] = picked
+    if selected is not None:
+        with st.container(border=True):
+            show_node(G, selected)
+    with st.expander("All nodes, in backward order"):
+        st.dataframe(as_dicts(node_rows(G)), hide_index=True, width="stretch")
+    download_row(G, key="pg.download", stem="gradlab-graph")
 
-example = examples.get(st.session_state[EXAMPLE])
-unchanged = example is not None and st.session_state[PROGRAM] == example.source
-state = ViewState(
-    program=st.session_state[PROGRAM],
-    example=example.id if unchanged and example is not None else None,
-    view=chosen_view("pg"),
-    node=st.session_state.get(NODE),
-)
-st.query_params.from_dict(to_params(state))
+
+def link_state() -> ViewState:
+    """What a copied link restores."""
+    example = examples.get(st.session_state[EXAMPLE])
+    unchanged = example is not None and st.session_state[PROGRAM] == example.source
+    stepping = bool(st.session_state.get(STEPPING))
+    return ViewState(
+        program=st.session_state[PROGRAM],
+        example=example.id if unchanged and example is not None else None,
+        view=chosen_view("pg"),
+        node=None if stepping else st.session_state.get(NODE),
+        step=int(st.session_state.get(STEP, 0)) if stepping else None,
+        presenter=bool(st.session_state.get(PRESENT)),
+        predict=stepping and bool(st.session_state.get(PREDICT)),
+    )
+
+
+if PROGRAM not in st.session_state:
+    first_visit()
+keep_step(st.session_state[PROGRAM])
+presenting = bool(st.session_state.get(PRESENT))
+if presenting:
+    st.html(PRESENTER_CSS)
+    result = run(st.session_state[PROGRAM])
+    shown = examples.get(st.session_state[EXAMPLE])
+    if shown is None or shown.source != st.session_state[PROGRAM]:
+        shown = None
+    title, leave = st.columns([5, 1], vertical_alignment="center")
+    title.markdown(f"### {shown.title if shown else 'Playground'}")
+    leave.toggle("Presenter mode", key=PRESENT)
+    if result.error is not None:
+        show_error(result)
+    show_picture(result, presenting=True)
+else:
+    heading, toggle = st.columns([5, 1], vertical_alignment="bottom")
+    heading.title("Playground")
+    toggle.toggle(
+        "Presenter mode", key=PRESENT,
+        help="For class: larger type, the editor hidden, ← and → step through backward().",
+    )  # fmt: skip
+    st.caption(
+        "Type PyTorch, see the graph autograd really builds: every `grad_fn` node with its "
+        "forward value and, after `backward()`, the gradient that flowed into it."
+    )
+    editor, picture = st.columns([2, 3], gap="large")
+    with editor:
+        result = show_editor()
+    with picture:
+        show_picture(result, presenting=False)
+
+st.query_params.from_dict(to_params(link_state()))

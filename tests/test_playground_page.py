@@ -9,7 +9,7 @@ import pytest
 
 from gradlab import examples
 from gradlab.share import pack
-from tests.conftest import app_test, screenshot, wait_for_app
+from tests.conftest import ROOT, app_test, screenshot, wait_for_app
 
 SQUARE = "x = torch.tensor([2., 3.], requires_grad=True)\ny = x ** 2\ny.sum().backward()\n"
 
@@ -131,3 +131,164 @@ def test_type_a_program_see_the_graph_and_click_a_node(app_url: str, page: Any) 
     wait_for_app(page)
     page.wait_for_selector("text=backward() needs a scalar")
     screenshot(page, "playground_error")
+
+
+def outlined(at: Any) -> list[str]:
+    """Ids of the nodes outlined in red on the Plotly chart (the current step, an error)."""
+    charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"]
+    spec = json.loads(charts[0].proto.spec)
+    return [
+        n
+        for t in spec["data"]
+        if t.get("marker", {}).get("line", {}).get("color") == "red"
+        for n in t.get("customdata") or []
+    ]
+
+
+def grey(at: Any) -> set[str]:
+    """Ids of the nodes drawn grey: no gradient has reached them yet."""
+    charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"]
+    spec = json.loads(charts[0].proto.spec)
+    return {
+        n
+        for t in spec["data"]
+        if t.get("marker", {}).get("color") == "#e4e4e4"
+        for n in t.get("customdata") or []
+    }
+
+
+def stepping(example: str = "chain", **query: str) -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "app.py"), default_timeout=60)
+    at.query_params.update({"example": example, **query})
+    at.run()
+    at.switch_page("playground.py")
+    at.run()
+    if "step" not in query:
+        at.toggle(key="pg.stepping").set_value(True).run()
+    return at
+
+
+def texts(at: Any) -> str:
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.code])
+
+
+def test_stepping_through_the_chain_follows_the_engine_to_x_grad() -> None:
+    at = stepping()
+    assert not at.exception
+    assert "Before the first step" in texts(at)
+    assert grey(at) == {"fn0", "fn1", "fn2", "fn3", "fn4", "leaf0"}  # only out0 holds 1
+    ops = ["MeanBackward0", "MulBackward0", "MulBackward0", "AddBackward0", "AccumulateGrad"]
+    for i, op in enumerate(ops):
+        at.button(key="pg.steps.next").click().run()
+        assert not at.exception
+        assert outlined(at) == [f"fn{i}"]
+        assert f"Step {i + 1} of 5" in texts(at) and op in texts(at)
+        assert f"fn{i}" not in grey(at)
+    text = texts(at)
+    assert "x.grad += [[4.5, 4.5], [4.5, 4.5]]" in text
+    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]" in text
+    assert grey(at) == set()
+    assert at.query_params["step"] == "5"
+    at.button(key="pg.steps.prev").click().run()
+    assert outlined(at) == ["fn3"]
+    assert "summed" in texts(at) and "sum: [[4.5, 4.5], [4.5, 4.5]]" in texts(at)
+    at.button(key="pg.steps.reset").click().run()
+    assert "Before the first step" in texts(at) and at.query_params["step"] == "0"
+
+
+def test_predict_first_hides_what_is_sent_until_reveal() -> None:
+    at = stepping()
+    at.toggle(key="pg.predict").set_value(True).run()
+    for _ in range(5):
+        at.button(key="pg.steps.next").click().run()
+    assert "`x.grad` after this step: **?**" in texts(at)
+    assert "x.grad = [[4.5" not in texts(at)
+    assert "leaf0" in grey(at)  # its gradient is not shown before the reveal
+    at.button(key="pg.steps.reveal").click().run()
+    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]" in texts(at)
+    assert "leaf0" not in grey(at)
+    at.button(key="pg.steps.prev").click().run()
+    assert "**?**" in texts(at)  # each step is hidden again
+    assert at.query_params["predict"] == "1"
+
+
+def test_a_link_opens_at_the_same_step() -> None:
+    at = stepping(step="4", predict="1")
+    assert not at.exception
+    assert at.toggle(key="pg.stepping").value is True
+    assert outlined(at) == ["fn3"] and "Step 4 of 5" in texts(at)
+    assert "**?**" in texts(at)
+
+
+def test_play_runs_the_engine_to_the_end() -> None:
+    at = stepping()
+    at.session_state["pg.steps.speed"] = 0.25
+    at.button(key="pg.steps.play").click().run(timeout=60)
+    assert not at.exception
+    assert at.session_state["pg.steps.step"] == 5
+    assert at.session_state["pg.steps.playing"] is False
+    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]" in texts(at)
+
+
+def test_a_changed_program_starts_its_steps_again() -> None:
+    at = stepping()
+    at.button(key="pg.steps.next").click().run()
+    at.button(key="pg.steps.next").click().run()
+    at.text_area(key="pg.program").set_value(SQUARE).run()
+    assert at.session_state["pg.steps.step"] == 0
+    for _ in range(3):
+        at.button(key="pg.steps.next").click().run()
+    assert "x.grad = [4., 6.]" in texts(at)
+
+
+def test_presenter_mode_hides_the_editor_and_keeps_the_steps() -> None:
+    at = stepping(step="2", present="1")
+    assert not at.exception
+    assert not [t for t in at.text_area if t.key == "pg.program"]
+    assert "font-size: 22px" in " ".join(h.proto.body for h in at.get("html"))
+    assert outlined(at) == ["fn1"]
+    at.button(key="pg.steps.next").click().run()
+    assert outlined(at) == ["fn2"] and at.query_params["present"] == "1"
+    at.toggle(key="pg.present").set_value(False).run()
+    assert [t for t in at.text_area if t.key == "pg.program"]
+
+
+@pytest.mark.browser
+def test_step_backward_to_the_end_with_the_keyboard(app_url: str, page: Any) -> None:
+    page.goto(f"{app_url}/playground?example=chain&step=0")
+    wait_for_app(page)
+    points = '[data-testid="stPlotlyChart"] .scatterlayer path.point'
+    page.wait_for_selector(points)  # keys pressed before the chart is drawn can be lost
+    page.get_by_text("Before the first step").click()  # the page has the keyboard's focus
+    for i in range(1, 6):
+        page.keyboard.press("ArrowRight")
+        wait_for_app(page)
+        page.wait_for_selector(f"text=Step {i} of 5:")
+        page.wait_for_selector(points)
+        if i == 4:
+            screenshot(page, "playground_step_sum")
+    page.wait_for_selector("text=x.grad = [[4.5, 4.5], [4.5, 4.5]]")
+    screenshot(page, "playground_step_end")
+    assert "step=5" in page.url
+    page.keyboard.press("ArrowLeft")
+    wait_for_app(page)
+    page.wait_for_selector("text=Step 4 of 5:")
+    shared = page.url
+    page.goto(shared)  # the shared link opens at the same step
+    wait_for_app(page)
+    page.wait_for_selector("text=Step 4 of 5:")
+    assert page.get_by_text("summed").first.is_visible()
+
+
+@pytest.mark.browser
+def test_presenter_mode_in_the_browser(app_url: str, page: Any) -> None:
+    page.goto(f"{app_url}/playground?example=chain&step=3&present=1")
+    wait_for_app(page)
+    page.wait_for_selector("text=Step 3 of 5:")
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .scatterlayer path.point')
+    assert page.get_by_role("textbox", name="Program").count() == 0
+    size = page.evaluate("getComputedStyle(document.documentElement).fontSize")
+    assert size == "22px"
+    screenshot(page, "playground_presenter")

@@ -1,0 +1,177 @@
+"""Step through a graph's backward pass in the engine's real order. Not a page.
+
+Pages import it as ``from stepper import show_stepper``. The position lives in
+``st.session_state[f"{key}.step"]``: 0 is the start (only the output holds its
+gradient, 1), ``s`` means the engine's first ``s`` steps have run and step
+``s`` is the one shown. Prev / Next (also the ← and → keys), Play / Pause (at
+the chosen seconds per step) and Reset move it; in "predict first" mode what
+an op sends on stays hidden until Reveal is pressed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import streamlit as st
+
+from gradlab.graph import Graph
+from gradlab.render.steps import arrival_lines, numbers, who
+from gradlab.steps import Step, as_of, steps
+
+from graph_view import show_graph
+from node_details import show_card
+
+SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # seconds between two steps while playing
+
+
+def position(key: str, total: int) -> int:
+    """The current position, kept within ``0..total``."""
+    s = st.session_state.get(f"{key}.step", 0)
+    s = min(max(int(s), 0), total)
+    st.session_state[f"{key}.step"] = s
+    return s
+
+
+def _move(key: str, to: int, total: int) -> None:
+    st.session_state[f"{key}.step"] = min(max(to, 0), total)
+    st.session_state[f"{key}.revealed"] = False
+
+
+def _toggle_play(key: str, total: int) -> None:
+    playing = not st.session_state.get(f"{key}.playing", False)
+    if playing and st.session_state.get(f"{key}.step", 0) >= total:
+        st.session_state[f"{key}.step"] = 0  # play again from the start
+    st.session_state[f"{key}.playing"] = playing
+
+
+def controls(key: str, total: int, s: int) -> None:
+    """Reset, Prev, Next, Play/Pause; the arrow keys press Prev and Next."""
+    playing = st.session_state.get(f"{key}.playing", False)
+    reset, prev, nxt, play = st.columns(4)
+    reset.button(
+        "Reset", key=f"{key}.reset", icon=":material/first_page:", width="stretch",
+        on_click=_move, args=(key, 0, total), disabled=s == 0,
+    )  # fmt: skip
+    prev.button(
+        "Prev", key=f"{key}.prev", icon=":material/chevron_left:", width="stretch",
+        on_click=_move, args=(key, s - 1, total), disabled=s == 0, shortcut="Left",
+        help="Previous step (← key)",
+    )  # fmt: skip
+    nxt.button(
+        "Next", key=f"{key}.next", icon=":material/chevron_right:", width="stretch",
+        on_click=_move, args=(key, s + 1, total), disabled=s >= total, shortcut="Right",
+        help="Next step (→ key)", type="primary",
+    )  # fmt: skip
+    play.button(
+        "Pause" if playing else "Play", key=f"{key}.play", width="stretch",
+        icon=":material/pause:" if playing else ":material/play_arrow:",
+        on_click=_toggle_play, args=(key, total),
+    )  # fmt: skip
+    where, speed = st.columns([3, 1], vertical_alignment="center")
+    where.progress(
+        s / total if total else 1.0,
+        text=f"Step {s} of {total}" if s else f"Start: {total} steps to go",
+    )
+    st.session_state.setdefault(f"{key}.speed", 1.5)
+    speed.selectbox(
+        "Seconds per step", SPEEDS, key=f"{key}.speed", label_visibility="collapsed",
+        format_func=lambda v: f"Play: {v:g} s/step", help="How fast Play moves on",
+    )  # fmt: skip
+
+
+def show_stepper(G: Graph, *, key: str, predict: bool, large: bool = False) -> None:
+    """The step-through: buttons, the graph as it stood at this step, and the step's panel."""
+    all_steps = steps(G)
+    total = len(all_steps)
+    s = position(key, total)
+    controls(key, total, s)
+    current = all_steps[s - 1] if s else None
+    revealed = not predict or bool(st.session_state.get(f"{key}.revealed"))
+    H = as_of(G, s - 1, sent=revealed)
+    # Presenter mode puts the panel beside the graph; otherwise it comes first, where the
+    # eye is after pressing Next, and the graph (tall for long chains) follows.
+    picture, words = st.columns([3, 2], gap="medium") if large else (st.container(),) * 2
+    with words, st.container(border=True):
+        if current is None:
+            _start(G, total)
+        else:
+            _panel(G, current, total, key=key, revealed=revealed)
+    with picture:
+        show_graph(
+            H,
+            key=f"{key}.graph",
+            highlight=[current.node] if current else [],
+            color=_norms(H),
+            color_label="log₁₀ ‖grad‖ so far",
+            large=large,
+        )
+    if st.session_state.get(f"{key}.playing"):
+        if s >= total:
+            st.session_state[f"{key}.playing"] = False
+        else:
+            time.sleep(float(st.session_state.get(f"{key}.speed", 1.5)))
+            _move(key, s + 1, total)
+            st.rerun()
+
+
+def _norms(H: Graph) -> dict[str, float]:
+    """log10 of the gradient norm of each node that holds one (others are drawn grey)."""
+    out: dict[str, float] = {}
+    for n, grad in H.nodes(data="grad"):
+        if grad and grad.get("norm") is not None:
+            norm = float(grad["norm"])
+            out[n] = math.log10(norm) if norm > 0 else -12.0
+    return out
+
+
+def _start(G: Graph, total: int) -> None:
+    roots = [who(G, n) for n in G.graph.get("roots", [])]
+    st.markdown(
+        f"**Before the first step.** `backward()` starts at {', '.join(roots)} with the "
+        "gradient ∂L/∂L = 1 (or the gradient passed to `backward`). Press **Next** (or →) to "
+        f"run the engine's first of {total} steps."
+    )
+
+
+def _panel(G: Graph, step: Step, total: int, *, key: str, revealed: bool) -> None:
+    st.markdown(f"#### Step {step.index + 1} of {total}: {who(G, step.node)}")
+    st.markdown("**Arriving** (the gradient of the loss with respect to this op's output)")
+    st.code("\n".join(arrival_lines(G, step)), language=None, wrap_lines=True)
+    if not revealed:
+        st.markdown("**Your turn:** what does this op send to each of its inputs?")
+        for d in step.departures:
+            st.markdown(f"- input {d.slot}, to {who(G, d.receiver)}: **?**")
+        if step.leaf is not None:
+            leaf = G.nodes[step.leaf].get("name") or step.leaf
+            st.markdown(f"- `{leaf}.grad` after this step: **?**")
+        st.button("Reveal", key=f"{key}.reveal", icon=":material/visibility:",
+                  on_click=_reveal, args=(key,))  # fmt: skip
+        return
+    st.markdown("**The local derivative, with this step's numbers**")
+    show_card(G, step.node)
+    _leaving(G, step)
+
+
+def _reveal(key: str) -> None:
+    st.session_state[f"{key}.revealed"] = True
+
+
+def _leaving(G: Graph, step: Step) -> None:
+    if step.leaf is not None:
+        leaf = G.nodes[step.leaf].get("name") or step.leaf
+        st.markdown(
+            f"**AccumulateGrad** adds what arrived to `{leaf}.grad`: "
+            f"`{leaf}.grad += {numbers(step.incoming)}`, so after the pass "
+            f"`{leaf}.grad = {numbers(step.leaf_grad)}`."
+        )
+        return
+    if not step.departures:
+        st.markdown("**Leaving:** nothing; none of its inputs needs a gradient.")
+        return
+    st.markdown("**Leaving** (what its backward sent to each input)")
+    rows = [
+        {"input": d.slot, "to": who(G, d.receiver), "gradient": numbers(d.grad)}
+        for d in step.departures
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
