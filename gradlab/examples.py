@@ -179,6 +179,42 @@ print((F.softmax(logits, dim=1) - F.one_hot(target, 3)) / 2)
         level="models",
     ),
     Example(
+        "backward_twice",
+        "backward() twice",
+        "The first backward() frees what each op saved for its derivative, so a second one "
+        "through the same graph fails. Keep the graph with retain_graph=True, or run the "
+        "forward pass again.",
+        """x = torch.tensor([1., 2.], requires_grad=True)
+y = (x.exp() * 3).sum()
+y.backward()
+y.backward()  # fails: the saved tensors were freed
+""",
+        expect_error="backward_twice",
+    ),
+    Example(
+        "no_grad_fn",
+        "A tensor with no grad_fn",
+        "Nothing in y's history requires a gradient, so there is no graph to go back "
+        "through. Create x with requires_grad=True.",
+        """x = torch.tensor([1., 2.])  # requires_grad is False
+y = (x * 2).sum()
+y.backward()  # fails: y has no grad_fn
+""",
+        expect_error="no_grad_fn",
+    ),
+    Example(
+        "non_leaf_grad",
+        ".grad of a non-leaf",
+        "Only leaves keep .grad: h is computed from x, so h.grad stays None and PyTorch "
+        "warns. The next example shows the fix, retain_grad().",
+        """x = torch.tensor([1., 2.], requires_grad=True)
+h = x * 2
+out = (h ** 2).sum()
+out.backward()
+print(h.grad)  # None, with a warning
+""",
+    ),
+    Example(
         "retain_grad",
         "Gradients of intermediate results",
         "Only leaves keep .grad. retain_grad() asks an intermediate result to keep its own.",

@@ -20,3 +20,13 @@ def test_ids_are_unique_and_the_first_is_the_square() -> None:
     ids = [e.id for e in examples.EXAMPLES]
     assert len(ids) == len(set(ids)) and ids[0] == "square"
     assert examples.get("chain") is not None and examples.get("nope") is None
+
+
+def test_reading_grad_of_a_non_leaf_is_explained_as_a_notice() -> None:
+    example = examples.get("non_leaf_grad")
+    assert example is not None
+    result = run_program(example.source)
+    assert result.ok and result.graph is not None
+    kinds = [n.explanation.kind for n in result.notices if n.explanation is not None]
+    assert kinds == ["non_leaf_grad"]
+    assert "None" in result.output

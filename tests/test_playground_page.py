@@ -292,3 +292,24 @@ def test_presenter_mode_in_the_browser(app_url: str, page: Any) -> None:
     size = page.evaluate("getComputedStyle(document.documentElement).fontSize")
     assert size == "22px"
     screenshot(page, "playground_presenter")
+
+
+@pytest.mark.parametrize(
+    "example_id", ["backward_twice", "inplace_needed", "inplace_leaf", "no_grad_fn"]
+)
+def test_each_teachable_error_is_explained_with_its_fix(example_id: str) -> None:
+    from gradlab.program import run_program
+
+    example = examples.get(example_id)
+    assert example is not None
+    expected = run_program(example.source).error
+    assert expected is not None and expected.explanation is not None
+    at = app_test("playground.py")
+    at.selectbox(key="pg.example").set_value(example_id).run()
+    assert not at.exception
+    assert f"Line {expected.line}" in at.error[0].value
+    assert f"#### {expected.explanation.title}" in [m.value for m in at.markdown]
+    fixes = [c.value for c in at.code]
+    assert all(fix in fixes for fix in expected.explanation.fixes)
+    if expected.node is not None:
+        assert outlined(at) == [expected.node]
