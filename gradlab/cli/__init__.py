@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gradlab.cli import app, export, plugins, runs, steps, train
+from gradlab.cli import app, doctor, export, plugins, runs, steps, train
 from gradlab.errors import GradLabError
 
-COMMANDS = (app, export, steps, train, plugins, runs)
+COMMANDS = (app, export, steps, train, plugins, runs, doctor)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
 from gradlab.graph import Graph, TensorSummary, engine_order
 
+Range = tuple[float | None, float | None]  # (min, max) of an input's finite entries
 _LOG = ("log", "log2", "log10", "log1p", "log_", "xlogy")
 _SQRT = ("sqrt", "rsqrt", "sqrt_")
 _DIV = ("div", "__truediv__", "__rtruediv__", "true_divide", "reciprocal", "__div__", "div_")
@@ -98,9 +99,11 @@ def _forward_from_graph(G: Graph | None) -> Finding | None:
         value = G.nodes[n].get("value")
         if value is None or summary_finite(value):
             continue
-        inputs = [G.nodes[u].get("value") for u in G.predecessors(n)]
+        inputs = [_value_of(G, u) for u in G.predecessors(n)]
         if all(summary_finite(s) for s in inputs):
-            ranges = [(s["min"], s["max"]) for s in inputs if s and s["min"] is not None]
+            ranges: list[Range] = [
+                (s["min"], s["max"]) for s in inputs if s and s["min"] is not None
+            ]
             name = str(G.nodes[n].get("op", "")).removesuffix("Backward0").lower()
             return _forward_finding(name, ranges, (value["nan"], value["inf"]), (n,))
     return None
@@ -116,13 +119,22 @@ def backward_culprit(G: Graph) -> Finding | None:
         bad = next((s for s in sent if not summary_finite(s)), None)
         if bad is None:
             continue
-        values = [G.nodes[u].get("value") for u in G.predecessors(n)]
-        ranges = [(s["min"], s["max"]) for s in values if s and s["min"] is not None]
+        values = [_value_of(G, u) for u in G.predecessors(n)]
+        ranges: list[Range] = [(s["min"], s["max"]) for s in values if s and s["min"] is not None]
         return _backward_finding(str(attrs.get("op")), ranges, (bad["nan"], bad["inf"]), n)
     return None
 
 
-def _range(t: torch.Tensor) -> tuple[float | None, float | None]:
+def _value_of(G: Graph, u: str) -> TensorSummary | None:
+    """The forward value node ``u`` feeds on: its own, or its leaf's for an AccumulateGrad."""
+    if G.nodes[u].get("op") == "AccumulateGrad":
+        leaves = list(G.predecessors(u))
+        return G.nodes[leaves[0]].get("value") if leaves else None
+    value: TensorSummary | None = G.nodes[u].get("value")
+    return value
+
+
+def _range(t: torch.Tensor) -> Range:
     if t.numel() == 0:
         return (None, None)
     t = t.detach()
@@ -134,7 +146,7 @@ def _counts(t: torch.Tensor) -> tuple[int, int]:
     return int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
 
 
-def _show(ranges: list[tuple[float | None, float | None]]) -> str:
+def _show(ranges: list[Range]) -> str:
     parts = [f"[{_num(lo)}, {_num(hi)}]" for lo, hi in ranges]
     return " and ".join(parts) if parts else "no tensor inputs"
 
@@ -143,7 +155,7 @@ def _num(x: float | None) -> str:
     return "?" if x is None or math.isnan(x) else f"{x:.4g}"
 
 
-def _why(op: str, ranges: list[tuple[float | None, float | None]]) -> tuple[str, str, str]:
+def _why(op: str, ranges: list[Range]) -> tuple[str, str, str]:
     """(cause, why, fix) for an op that made a non-finite value from these inputs."""
     low = min((lo for lo, _ in ranges if lo is not None), default=0.0)
     high = max((hi for _, hi in ranges if hi is not None), default=0.0)
@@ -174,7 +186,7 @@ def _why(op: str, ranges: list[tuple[float | None, float | None]]) -> tuple[str,
 
 
 def _forward_finding(
-    op: str, ranges: list[tuple[float | None, float | None]], counts: tuple[int, int],
+    op: str, ranges: list[Range], counts: tuple[int, int],
     nodes: tuple[str, ...],
 ) -> Finding:  # fmt: skip
     cause, why, fix = _why(op, ranges)
@@ -193,9 +205,7 @@ def _forward_finding(
     )
 
 
-def _backward_finding(
-    op: str, ranges: list[tuple[float | None, float | None]], counts: tuple[int, int], n: str
-) -> Finding:
+def _backward_finding(op: str, ranges: list[Range], counts: tuple[int, int], n: str) -> Finding:
     cause, why, fix = _why(op, ranges)
     nan, inf = counts
     return Finding(
