@@ -19,7 +19,7 @@ from gradlab.graph import Graph
 from gradlab.render.steps import arrival_lines, numbers, who
 from gradlab.steps import Step, as_of, steps
 
-from graph_view import show_graph
+from graph_view import download_row, show_graph
 from node_details import show_card
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # seconds between two steps while playing
@@ -106,6 +106,8 @@ def show_stepper(G: Graph, *, key: str, predict: bool, large: bool = False) -> N
             color_label="log₁₀ ‖grad‖ so far",
             large=large,
         )
+    if not large:
+        download_row(H, key=f"{key}.download", stem=f"gradlab-step{s}")
     if st.session_state.get(f"{key}.playing"):
         if s >= total:
             st.session_state[f"{key}.playing"] = False

@@ -157,3 +157,19 @@ def app_test(page_file: str | None = None, **kwargs: Any) -> Any:
         at.switch_page(page_file)
         at.run()
     return at
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The data of every download button drawn, by file suffix (AppTest runs in-process)."""
+    from streamlit.delta_generator import DeltaGenerator
+
+    seen: dict[str, Any] = {}
+    original = DeltaGenerator.download_button
+
+    def spy(self: DeltaGenerator, label: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+        seen[kwargs["file_name"].rsplit(".", 1)[1]] = (data, kwargs)
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    return seen

@@ -12,7 +12,6 @@ from typing import Any
 import networkx as nx
 import pytest
 from streamlit import config
-from streamlit.delta_generator import DeltaGenerator
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from gradlab.cli.app import TRUSTED_ENV
@@ -125,20 +124,6 @@ def test_colour_by_saved_memory() -> None:
         assert colour.get(n) == (pytest.approx(math.log10(added)) if added else None), n
     # conv1 saves only the input and its weight, both held anyway: it adds nothing.
     assert "m_conv1" not in colour and "m_fc1" in colour
-
-
-@pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The data of every download button drawn, by file suffix."""
-    seen: dict[str, Any] = {}
-    original = DeltaGenerator.download_button
-
-    def spy(self: DeltaGenerator, label: str, data: Any, *args: Any, **kwargs: Any) -> Any:
-        seen[kwargs["file_name"].rsplit(".", 1)[1]] = (data, kwargs)
-        return original(self, label, data, *args, **kwargs)
-
-    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
-    return seen
 
 
 def test_downloads_hold_the_graph_shown(downloads: dict[str, Any]) -> None:

@@ -313,3 +313,16 @@ def test_each_teachable_error_is_explained_with_its_fix(example_id: str) -> None
     assert all(fix in fixes for fix in expected.explanation.fixes)
     if expected.node is not None:
         assert outlined(at) == [expected.node]
+
+
+def test_the_step_view_downloads_the_graph_as_it_stood(downloads: dict[str, Any]) -> None:
+    at = stepping()
+    for _ in range(2):
+        at.button(key="pg.steps.next").click().run()
+    assert sorted(downloads) == ["dot", "graphml", "json", "png", "svg"]
+    make, kwargs = downloads["json"]
+    assert kwargs["file_name"] == "gradlab-step2.json"
+    shown = {n["id"]: n for n in json.loads(make())["nodes"]}
+    # two steps ran: MeanBackward0 and the outer MulBackward0 hold gradients, the rest not yet
+    assert [n for n in sorted(shown) if shown[n].get("grad") is not None] == ["fn0", "fn1", "out0"]
+    assert "MulBackward0" in downloads["dot"][0]().decode()
