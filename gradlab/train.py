@@ -434,7 +434,7 @@ def train(
 
     Examples
     --------
-    >>> result = train("three_points", {"reduction": "sum"}, steps=50)
+    >>> result = train("three_points", {"reduction": "sum"}, steps=100)
     >>> w, b = (p.mean for p in result.records[-1].params)
     >>> round(w, 1), round(b, 1)
     (2.0, 0.0)

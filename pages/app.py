@@ -21,6 +21,7 @@ navigation = st.navigation(
             icon=":material/account_tree:",
             url_path="model_graph",
         ),
+        st.Page("training.py", title="Training", icon=":material/monitoring:", url_path="training"),
     ]
 )
 navigation.run()

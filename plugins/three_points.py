@@ -63,6 +63,6 @@ SCENARIO = Scenario(
         ChoiceParam("reduction", "sum", ("sum", "mean", "none"), "how MSELoss reduces"),
         FloatParam("lr", 0.05, 1e-4, 0.07, "SGD learning rate (above 0.07 sum diverges)", log=True),
     ),
-    steps=50,
+    steps=100,
     every=1,
 )

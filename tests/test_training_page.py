@@ -1,0 +1,241 @@
+"""The Training page: AppTest drives the form, the buttons and the runs list; a browser watches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+from gradlab import curves
+from gradlab.background import RunHandle
+from tests.conftest import app_test, screenshot, wait_for_app
+
+PAGE = "training.py"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GRADLAB_HOME", str(tmp_path))
+    return tmp_path
+
+
+def specs(at: Any) -> list[dict[str, Any]]:
+    """The Plotly figures on the page, in order."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def charts(at: Any) -> dict[str, dict[str, Any]]:
+    """The page's titled Plotly charts by title."""
+    return {
+        s["layout"]["title"]["text"]: s
+        for s in specs(at)
+        if s["layout"].get("title", {}).get("text")
+    }
+
+
+def graph_nodes(at: Any) -> dict[str, Any]:
+    """The node trace of the graph (the one trace whose points carry node ids)."""
+    return next(t for s in specs(at) for t in s["data"] if t.get("customdata"))
+
+
+def progress_text(at: Any) -> str:
+    return str(at.get("progress")[0].proto.text)
+
+
+def run_of(at: Any) -> RunHandle:
+    handle: RunHandle = at.session_state["tr.run"]
+    return handle
+
+
+def test_the_form_is_built_from_the_scenarios_params(home: Path) -> None:
+    at = app_test(PAGE)
+    assert not at.exception
+    assert at.selectbox(key="tr.scenario").value == "linear_regression"
+    keys = {n.key for n in at.number_input}
+    assert {"tr.p.linear_regression.points", "tr.p.linear_regression.lr"} <= keys
+    at.selectbox(key="tr.scenario").set_value("classify_2d").run()
+    assert at.selectbox(key="tr.p.classify_2d.dataset").options == [
+        "moons", "circles", "spiral", "xor",
+    ]  # fmt: skip
+    assert at.number_input(key="tr.p.classify_2d.depth").value == 2
+    assert at.number_input(key="tr.steps.classify_2d").value == 300
+    assert [b.key for b in at.button] == ["tr.start", "tr.step", "tr.pause", "tr.stop"]
+    assert at.button(key="tr.stop").disabled and at.button(key="tr.pause").disabled
+
+
+def test_a_broken_plugin_is_named_on_the_page(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADLAB_PLUGINS", "linear_regression,no_such_plugin")
+    at = app_test(PAGE)
+    assert not at.exception
+    assert any("no_such_plugin" in e.value for e in at.error)
+    assert at.selectbox(key="tr.scenario").options == ["Linear regression"]
+
+
+def test_start_a_run_and_see_its_curves_graph_and_store(home: Path) -> None:
+    at = app_test(PAGE)
+    at.number_input(key="tr.steps.linear_regression").set_value(40)
+    at.number_input(key="tr.every.linear_regression").set_value(10)
+    at.button(key="tr.start").click().run()
+    handle = run_of(at)
+    assert handle.join(60) and handle.status == "finished"
+    at.run()
+    assert not at.exception
+    assert progress_text(at) == "Linear regression: 40/40 steps · finished"
+    shown = charts(at)
+    assert shown["Loss"]["data"][0]["y"] == [r.loss for r in handle.records]
+    weights = shown["Weight and bias"]["data"][0]
+    assert weights["name"] == "weight" and weights["y"][-1] == handle.records[-1].metrics["weight"]
+    assert "Prediction at 4" in shown
+    heat = next(s["data"][0] for s in specs(at) if s["data"][0]["type"] == "heatmap")
+    assert heat["x"] == [0, 10, 20, 30]
+    assert len(heat["y"]) == len(handle.records[0].nodes.ids)
+    # The graph is coloured by the last captured step's norms.
+    nodes = graph_nodes(at)
+    assert set(nodes["customdata"]) == set(handle.graph.nodes)
+    colours = dict(zip(nodes["customdata"], nodes["marker"]["color"], strict=True))
+    assert colours == pytest.approx(curves.latest_norms(handle.records))
+    assert nodes["marker"]["colorbar"]["title"]["text"] == "‖grad‖"
+    # The run is stored: listed, overlaid and downloadable.
+    assert handle.run_id is not None
+    at.multiselect(key="tr.chosen").set_value([handle.run_id]).run()
+    overlay = next(s for s in specs(at) if s["data"][0].get("name", "").startswith("#"))
+    assert overlay["data"][0]["name"] == f"#{handle.run_id} linear_regression (finished)"
+    assert overlay["data"][0]["y"] == [r.loss for r in handle.records]
+    downloads = {b.proto.label: b for b in at.get("download_button")}
+    assert set(downloads) == {"CSV", "JSON"}
+
+
+def click_node(at: Any, node: str) -> Any:
+    """Rerun as the browser does after a click on ``node`` in the graph."""
+    chart = next(
+        c
+        for c in at.get("plotly_chart")
+        if any(t.get("customdata") for t in json.loads(c.proto.spec)["data"])
+    )
+    data = json.loads(chart.proto.spec)["data"]
+    curve = next(i for i, t in enumerate(data) if t.get("customdata"))
+    index = list(data[curve]["customdata"]).index(node)
+    states: WidgetStates = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = chart.proto.id
+    point = {"customdata": node, "curve_number": curve, "point_index": index, "point_number": index}
+    state.string_value = json.dumps(
+        {"selection": {"points": [point], "point_indices": [index], "box": [], "lasso": []}}
+    )
+    return at._run(states)
+
+
+def test_clicking_a_node_shows_its_gradient_history(home: Path) -> None:
+    at = app_test(PAGE)
+    at.number_input(key="tr.steps.linear_regression").set_value(20)
+    at.number_input(key="tr.every.linear_regression").set_value(5)
+    at.button(key="tr.start").click().run()
+    handle = run_of(at)
+    assert handle.join(60)
+    at.run()
+    leaf = next(n for n, d in handle.graph.nodes(data=True) if d.get("name") == "weight")
+    at = click_node(at, leaf)
+    assert not at.exception
+    history = charts(at)[f"Gradient norm of {leaf} over the steps"]
+    expected = curves.node_history(handle.records, leaf)
+    assert history["data"][0]["x"] == expected[0] == [0, 5, 10, 15]
+    assert history["data"][0]["y"] == expected[1]
+    stats = [
+        p.grad_norm for r in handle.records if r.params for p in r.params if p.name == "weight"
+    ]
+    assert expected[1] == pytest.approx(stats)
+
+
+def test_step_pause_resume_stop_with_the_buttons(home: Path) -> None:
+    at = app_test(PAGE)
+    at.number_input(key="tr.steps.linear_regression").set_value(100_000)
+    at.button(key="tr.step").click().run()  # no run yet: start paused, take one step
+    handle = run_of(at)
+    assert handle.wait(lambda h: len(h.records) == 1 and h.status == "paused")
+    at.run()
+    assert progress_text(at).startswith("Linear regression: 1/100000 steps · paused")
+    at.button(key="tr.step").click().run()
+    assert handle.wait(lambda h: len(h.records) == 2 and h.status == "paused")
+    at.button(key="tr.resume").click().run()
+    assert handle.wait(lambda h: len(h.records) > 20)
+    at.button(key="tr.pause").click().run()
+    assert handle.wait(lambda h: h.status == "paused")
+    at.button(key="tr.stop").click().run()
+    assert handle.join(30) and handle.status == "stopped"
+    at.run()
+    assert "· stopped" in progress_text(at)
+    rows = at.dataframe[0].value
+    assert list(rows["status"]) == ["stopped"] and rows["steps"][0].endswith("/100000")
+
+
+def test_a_run_goes_on_while_another_page_is_shown(home: Path) -> None:
+    at = app_test(PAGE)
+    at.number_input(key="tr.steps.linear_regression").set_value(100_000)
+    at.button(key="tr.start").click().run()
+    handle = run_of(at)
+    at.switch_page("home.py").run()
+    seen = len(handle.records)
+    assert handle.wait(lambda h: len(h.records) > seen + 20)  # still training elsewhere
+    at.switch_page(PAGE).run()
+    assert not at.exception and run_of(at) is handle and handle.live
+    assert at.button(key="tr.stop").disabled is False
+    at.button(key="tr.stop").click().run()
+    assert handle.join(30) and handle.status == "stopped"
+
+
+def test_download_and_delete_a_run(home: Path) -> None:
+    at = app_test(PAGE)
+    at.number_input(key="tr.steps.linear_regression").set_value(15)
+    at.button(key="tr.start").click().run()
+    handle = run_of(at)
+    assert handle.join(60)
+    at.run()
+    at.multiselect(key="tr.chosen").set_value([handle.run_id]).run()
+    from gradlab.runs import RunStore, to_csv
+
+    store = RunStore(home / "runs.sqlite")
+    assert handle.run_id is not None
+    rows = list(csv.DictReader(io.StringIO(to_csv(store.records(handle.run_id)))))
+    assert [float(r["loss"]) for r in rows] == [r.loss for r in handle.records]
+    at.button(key=f"tr.del.{handle.run_id}").click().run()
+    assert not at.exception
+    assert store.runs() == []
+    assert any("No runs yet" in c.value for c in at.caption)
+
+
+@pytest.mark.browser
+def test_start_watch_the_curve_grow_and_stop_in_the_browser(app_url: str, page: Any) -> None:
+    page.goto(app_url)
+    wait_for_app(page)
+    page.goto(f"{app_url}/training")
+    wait_for_app(page)
+    steps = page.get_by_label("steps", exact=True)
+    steps.fill("200000")
+    steps.press("Enter")
+    wait_for_app(page)
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Start").click()
+    last_step = """() => {
+        const sel = '[data-testid="stPlotlyChart"] .js-plotly-plot';
+        const plots = [...document.querySelectorAll(sel)];
+        const title = p => ((p.layout && p.layout.title && p.layout.title.text) || "")
+            .replace(/<[^>]+>/g, "");  // Streamlit's theme wraps titles in <b>
+        const loss = plots.find(p => title(p) === "Loss");
+        return loss ? loss.data[0].x[loss.data[0].x.length - 1] : -1;  // the last step drawn
+    }"""
+    page.wait_for_function(f"({last_step})() >= 0")
+    first = page.evaluate(last_step)
+    page.wait_for_function(f"({last_step})() > {first}")  # the curve grows by itself
+    assert page.evaluate(last_step) > first
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(1).wait_for()
+    screenshot(page, "training_live")
+    main = page.get_by_test_id("stMainBlockContainer")  # the header has a Stop button too
+    main.get_by_role("button", name="Stop").click()
+    page.get_by_text("· stopped").first.wait_for()
+    wait_for_app(page)
+    screenshot(page, "training_stopped")
+    assert page.get_by_text("· stopped").count() >= 1
