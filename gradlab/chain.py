@@ -79,9 +79,24 @@ class Card:
 
 def has_card(G: Graph, n: str) -> bool:
     """Whether :func:`card` works for node ``n``: an op, or a leaf held by an AccumulateGrad."""
-    attrs = G.nodes[n] if n in G else {}
-    kind = attrs.get("kind")
-    return kind == "op" or (kind == "leaf" and _accumulator(G, n) is not None)
+    return no_card(G, n) is None
+
+
+def no_card(G: Graph, n: str) -> str | None:
+    """Why node ``n`` has no chain-rule card, for people; ``None`` when it has one."""
+    if n not in G:
+        return f"There is no node '{n}' in this graph."
+    kind = G.nodes[n].get("kind")
+    if kind == "leaf" and _accumulator(G, n) is None:
+        return "This leaf needs no gradient (requires_grad=False): no chain rule reaches it."
+    if kind not in ("op", "leaf"):
+        return f"No chain-rule card here: this is a {kind} node; pick an op or a leaf."
+    if any(d.get("count", 1) > 1 for _, _, d in G.in_edges(n, data=True)):
+        return (
+            "In this collapsed view several inputs of this op arrive merged in one edge: "
+            "open the module they come from to see its chain-rule card."
+        )
+    return None
 
 
 def card(G: Graph, n: str) -> Card:
@@ -105,16 +120,13 @@ def card(G: Graph, n: str) -> Card:
     """
     if n not in G:
         raise KeyError(f"There is no node '{n}' in this graph.")
+    reason = no_card(G, n)
+    if reason is not None:
+        raise ValueError(reason)
     attrs = G.nodes[n]
     if attrs.get("kind") == "leaf":
-        acc = _accumulator(G, n)
-        if acc is None:
-            raise ValueError(f"Leaf '{n}' has no AccumulateGrad (it needs no gradient): no card.")
-        n, attrs = acc, G.nodes[acc]
-    if attrs.get("kind") != "op":
-        raise ValueError(
-            f"Node '{n}' is a {attrs.get('kind')} node: chain-rule cards are for ops and leaves."
-        )
+        n = _accumulator(G, n) or n
+        attrs = G.nodes[n]
     if attrs.get("op") == "AccumulateGrad":
         return _accumulate_card(G, n)
     inputs = _inputs(G, n)

@@ -190,10 +190,10 @@ def op_args(fn: Node) -> dict[str, Arg]:
     found: dict[str, Arg] = {}
     for key, value in zip(saved.keys, values if len(saved.names) > 1 else (values,), strict=True):
         kind = type(value)
-        if kind is int:
-            found[key] = value - _WRAP if value >= _BIG else value
-        elif kind is tuple and all(type(v) is int for v in value):
-            found[key] = [v - _WRAP if v >= _BIG else v for v in value]
+        if kind is int and value < _BIG:
+            found[key] = value
+        elif kind is tuple and value and type(value[0]) is int and _plain(value):
+            found[key] = list(value)  # sizes, dims: the elements of one attribute share a type
         elif value is not None:
             arg = _arg(value)
             if arg is _TENSOR:
@@ -201,6 +201,14 @@ def op_args(fn: Node) -> dict[str, Arg]:
             elif arg is not None:
                 found[key] = arg
     return found
+
+
+def _plain(ints: tuple[Any, ...]) -> bool:
+    """Whether a tuple that starts with an int holds only ints that need no turning back."""
+    try:
+        return bool(max(ints) < _BIG)
+    except TypeError:  # something else among them: _arg sorts it out
+        return False
 
 
 class _Saved:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from gradlab.chain import card, has_card
+from gradlab.chain import card, no_card
 from gradlab.graph import HIST_BINS, Graph, TensorSummary
 from gradlab.render.card import card_markdown
 from gradlab.render.text import describe, shape
@@ -45,9 +45,9 @@ def show_node(G: Graph, n: str) -> None:
 
 def show_card(G: Graph, n: str) -> None:
     """The chain-rule card of node ``n``: its rule, with its numbers; a caption for other kinds."""
-    if n not in G or not has_card(G, n):
-        kind = G.nodes[n].get("kind") if n in G else None
-        st.caption(f"No chain-rule card for a {kind or 'missing'} node: pick an op or a leaf.")
+    reason = no_card(G, n)
+    if reason is not None:
+        st.caption(reason)
         return
     with st.container(border=True):
         st.markdown(card_markdown(card(G, n)))

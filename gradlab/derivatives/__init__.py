@@ -129,7 +129,12 @@ def dims(value: Arg | None, ndim: int) -> list[int]:
 
 
 def _load() -> None:
-    from gradlab.derivatives import elementwise, layers, tensors  # noqa: F401  (they register)
+    from gradlab.derivatives import (  # noqa: F401  (they register their rules)
+        elementwise,
+        layers,
+        reductions,
+        tensors,
+    )
 
 
 _load()

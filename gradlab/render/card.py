@@ -38,7 +38,8 @@ def card_markdown(c: Card) -> str:
         lines += [f"`{c.rules[0].name}.grad` now: `{show(c.accumulated)}`", ""]
     for s in c.sums:
         lines += [
-            f"*Paths meet at `{s.node}`:* its gradient is the sum of {len(s.parts)} edges  ",
+            f"*Paths meet at `{s.name}`* (node `{s.node}`): its gradient is the sum of "
+            f"{len(s.parts)} edges  ",
             f"`{s.text}`",
             "",
         ]
