@@ -22,6 +22,7 @@ navigation = st.navigation(
             url_path="model_graph",
         ),
         st.Page("training.py", title="Training", icon=":material/monitoring:", url_path="training"),
+        st.Page("debugger.py", title="Debugger", icon=":material/bug_report:", url_path="debugger"),
     ]
 )
 navigation.run()

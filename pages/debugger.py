@@ -1,0 +1,197 @@
+"""Debugger: why a gradient is None, NaN, vanishing or exploding, pinned to the graph.
+
+Load a broken case of the gallery, a preset model, or type a tensor program;
+:func:`gradlab.diagnose.examine` lists the findings by severity and the nodes
+where each problem starts are outlined in red. Clicking a finding (or a node)
+selects its node and opens its details.
+"""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from gradlab import presets
+from gradlab.diagnose import Finding, Report, examine
+from gradlab.diagnose import gallery as cases
+from gradlab.errors import GradLabError
+
+from graph_view import show_graph
+from node_details import show_node
+
+SOURCE, CASE, PRESET, PROGRAM = "dbg.source", "dbg.case", "dbg.preset", "dbg.program"
+NODE = "dbg.node"
+SOURCES = {"gallery": "Gallery of broken models", "preset": "Preset model", "program": "Program"}
+ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
+START = (
+    "x = torch.tensor([1., 0., 2.], requires_grad=True)\n"
+    "loss = torch.log(x).sum()\n"
+    "loss.backward()\n"
+)
+
+
+@st.cache_data(max_entries=64, show_spinner="Diagnosing…")
+def diagnose_case(name: str, gradcheck: bool) -> Report:
+    """A gallery case's report (facts only, so it caches)."""
+    case = cases.get(name)
+    if gradcheck and case.form == "model" and not case.gradcheck:
+        assert case.build is not None
+        return examine(case.build(), gradcheck=True, graph=True)
+    return cases.examine_case(case, graph=True)
+
+
+@st.cache_data(max_entries=16, show_spinner="Diagnosing…")
+def diagnose_preset(name: str, gradcheck: bool) -> Report:
+    """A preset's report, with its default settings."""
+    return examine(presets.get(name).build(), gradcheck=gradcheck, graph=True)
+
+
+@st.cache_data(max_entries=64, show_spinner="Running and diagnosing the program…")
+def diagnose_program(source: str) -> Report:
+    """A typed program's report: it runs in the safe interpreter."""
+    return examine(source, graph=True)
+
+
+def first_visit() -> None:
+    """Seed the widgets, from the link when it names a case or a preset."""
+    q = st.query_params
+    st.session_state[SOURCE] = "gallery"
+    st.session_state[CASE] = q.get("case") if q.get("case") in cases.BY_NAME else "detach"
+    st.session_state[PRESET] = q.get("preset") if q.get("preset") in presets.PRESETS else "lenet"
+    if q.get("preset") in presets.PRESETS and q.get("case") is None:
+        st.session_state[SOURCE] = "preset"
+    st.session_state[PROGRAM] = START
+    st.session_state[NODE] = None
+
+
+def forget_node() -> None:
+    st.session_state[NODE] = None
+
+
+def pick() -> tuple[Report | None, str]:
+    """The source widgets; the report and the code it is about."""
+    source = st.radio("Diagnose", list(SOURCES), format_func=SOURCES.__getitem__, key=SOURCE,
+                      horizontal=True, on_change=forget_node)  # fmt: skip
+    gradcheck = False
+    try:
+        if source == "gallery":
+            name = st.selectbox(
+                "Broken case", list(cases.BY_NAME), key=CASE, on_change=forget_node,
+                format_func=lambda n: f"{cases.BY_NAME[n].title} ({n})",
+            )  # fmt: skip
+            case = cases.BY_NAME[name]
+            st.caption(f"{case.story} Expected finding: `{case.expect}`.")
+            if case.form == "model":
+                gradcheck = st.toggle("Gradient check", value=case.gradcheck, key="dbg.gc")
+            return diagnose_case(name, gradcheck), case.source
+        if source == "preset":
+            name = st.selectbox("Preset", list(presets.PRESETS), key=PRESET, on_change=forget_node,
+                                format_func=lambda n: presets.PRESETS[n].title)  # fmt: skip
+            st.caption(presets.PRESETS[name].description + " Healthy: expect no warnings.")
+            gradcheck = st.toggle("Gradient check", key="dbg.gc")
+            return diagnose_preset(name, gradcheck), ""
+        code = st.text_area("Program", key=PROGRAM, height=200, on_change=forget_node,
+                            help="Press Ctrl+Enter to run. The same safe interpreter as the "
+                            "Playground: torch, nn, F, loops, functions, backward().")  # fmt: skip
+        return diagnose_program(code), ""
+    except GradLabError as exc:
+        st.error(str(exc))
+    return None, ""
+
+
+def show_findings(findings: tuple[Finding, ...]) -> None:
+    """The findings, errors first; a click on one selects its node."""
+    if not findings:
+        st.success("No problems found with the gradients.", icon=":material/check_circle:")
+        return
+    for i, f in enumerate(findings):
+        with st.container(border=True, key=f"dbg.finding.{i}"):
+            st.markdown(f"{ICONS[f.severity]} **{f.title}** &nbsp; `{f.kind}` · {f.severity}")
+            st.markdown(f.explanation)
+            st.markdown("**Fix**")
+            st.code(f.fix, language="python", wrap_lines=True)
+            if f.nodes:
+                label = f"Show {f.nodes[0]} on the graph"
+                if st.button(label, key=f"dbg.show.{i}", icon=":material/my_location:"):
+                    st.session_state[NODE] = f.nodes[0]
+            elif f.where:
+                st.caption(f"Not on the graph: {f.where}")
+
+
+def show_profile(report: Report) -> None:
+    """Gradient RMS per layer along the depth, on a log scale."""
+    layers = [layer for layer in report.layers if layer.rms > 0 and math.isfinite(layer.rms)]
+    if len(layers) < 2:
+        return
+    with st.expander("Gradient along the depth (dL/d output, per layer)"):
+        names = [f"{i}: {layer.name or 'top'}" for i, layer in enumerate(layers)]
+        bars = go.Bar(x=names, y=[layer.rms for layer in layers], marker_color="#6b8cbe")
+        fig = go.Figure(bars)
+        fig.update_layout(height=260, yaxis_type="log", yaxis_title="RMS",
+                          margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
+        st.plotly_chart(fig, key="dbg.profile", width="stretch")
+
+
+def show_steps(report: Report) -> None:
+    """The loss and the gradient norm at each optimizer step the code made."""
+    if not report.steps:
+        return
+    with st.expander(f"Training steps ({len(report.steps)})", expanded=True):
+        rows = [{"step": i, "loss": s.loss, "gradient norm": s.grad_norm, "moved": s.moved}
+                for i, s in enumerate(report.steps)]  # fmt: skip
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def show_picture(report: Report) -> None:
+    """The graph with culprits in red, the clicked or chosen node's details."""
+    G = report.graph
+    if G is None:
+        st.info("No graph to draw: nothing in this code has a gradient history.")
+        return
+    culprits = [n for f in report.findings for n in f.nodes if n in G]
+    selected = st.session_state.get(NODE)
+    if selected not in G:
+        selected = None
+    color: dict[str, float] | str = "kind"
+    if report.agreements:
+        color = {a.node: min(a.worst, 1e6) for a in report.agreements if a.node in G}
+        st.caption("Leaves coloured by the gradient check's error (above 1: disagreement).")
+    clicked = show_graph(G, key="dbg", highlight=culprits, selected=selected, color=color,
+                         color_label="check error" if report.agreements else "")  # fmt: skip
+    if clicked is not None and clicked != st.session_state.get("dbg.clicked"):
+        selected = st.session_state[NODE] = clicked  # a new click; a finding's button wins after
+    st.session_state["dbg.clicked"] = clicked
+    if selected is not None:
+        with st.container(border=True, key="dbg.details"):
+            show_node(G, selected)
+    else:
+        st.caption("Click a finding's button or a node to see its details.")
+
+
+if SOURCE not in st.session_state:
+    first_visit()
+
+st.title("Debugger")
+st.caption("Why is a gradient None, NaN, vanishing or exploding? Each finding is pinned to the "
+           "node where the problem starts (outlined in red), with the fix.")  # fmt: skip
+left, right = st.columns([2, 3], gap="large")
+with left:
+    report, code = pick()
+    if code:
+        with st.expander("The code", expanded=False):
+            st.code(code, language="python")
+    if report is not None:
+        show_findings(report.findings)
+        show_steps(report)
+if report is not None:
+    with right:
+        show_picture(report)
+        show_profile(report)
+if st.session_state.get(SOURCE) == "gallery":
+    st.query_params.from_dict({"case": st.session_state[CASE]})
+elif st.session_state.get(SOURCE) == "preset":
+    st.query_params.from_dict({"preset": st.session_state[PRESET]})
+else:
+    st.query_params.clear()
