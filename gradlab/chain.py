@@ -208,6 +208,12 @@ def show(s: TensorSummary | None) -> str:
     return f"⟨{shape_text(s['shape'])}, {stats}⟩"
 
 
+def _operand(s: TensorSummary) -> str:
+    """``show``, with a negative number in parentheses: ``−(-2.)``, not ``−-2.``."""
+    text = show(s)
+    return f"({text})" if text.startswith("-") else text
+
+
 # -- op cards -------------------------------------------------------------------------
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,11}$")
@@ -255,7 +261,7 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
         if t is not None:
             known[role] = t
         if s is not None:
-            shown[role] = show(s)
+            shown[role] = _operand(s)
     shown.setdefault("g", g_sym)
     notes = [spec.note] if spec.note else []
     for d in spec.derived:
@@ -263,7 +269,7 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
             known[d.role] = d.compute(known)
         except (Missing, RuntimeError, IndexError, ValueError):
             continue
-        shown[d.role] = show(summarize(known[d.role]))
+        shown[d.role] = _operand(summarize(known[d.role]))
         notes.append(d.how + ".")
     for slot, role in enumerate(spec.roles):
         if slot not in inputs and role in symbols:
@@ -295,12 +301,13 @@ def _rule(
                     f"{lhs} = {show(inp.sent)}", inp.sent, None, None)  # fmt: skip
     computed, summed = _evaluate(term.compute, known, inp.shape)
     numbers = f"{lhs} = {term.rhs.format_map(shown)}"
+    broadcast = f", summed to shape {shape_text(inp.shape)}" if summed else ""
     if computed is not None:
-        numbers += (f", summed to shape {shape_text(inp.shape)}" if summed else "") + (
-            f" = {show(computed)}"
-        )
+        numbers += f"{broadcast} = {show(computed)}"
     return Rule(
-        inp.slot, inp.node, inp.name or inp.label, f"{lhs} = {term.rhs.format_map(text)}",
+        inp.slot, inp.node, inp.name or inp.label,
+        f"{lhs} = {term.rhs.format_map(text)}"
+        + (" (summed over the broadcast dims)" if summed else ""),
         numbers, inp.sent, computed, _agrees(computed, inp.sent),
     )  # fmt: skip
 

@@ -32,16 +32,30 @@ CASES: dict[str, tuple[str, Make]] = {
     "add": ("AddBackward0", lambda: _two(lambda a, b: a + b)),
     "add alpha, broadcast": ("AddBackward0", lambda: _pair(leaf(2, 3), leaf(3), lambda a, b:
                              torch.add(a, b, alpha=2.5))),
+    "add a number (aten add.Scalar)": ("AddBackward1", lambda: _one(
+        lambda x: torch.ops.aten.add.Scalar(x, 2, alpha=3))),
     "sub": ("SubBackward0", lambda: _two(lambda a, b: a - b)),
+    "sub alpha": ("SubBackward0", lambda: _two(lambda a, b: torch.sub(a, b, alpha=3))),
+    "sub a number (aten sub.Scalar)": ("SubBackward1", lambda: _one(
+        lambda x: torch.ops.aten.sub.Scalar(x, 2))),
+    "rsub tensors": ("RsubBackward0", lambda: _two(lambda a, b: torch.rsub(a, b, alpha=2))),
     "rsub": ("RsubBackward1", lambda: _one(lambda x: 2 - x)),
     "mul": ("MulBackward0", lambda: _two(lambda a, b: a * b)),
     "mul by a number": ("MulBackward0", lambda: _one(lambda x: x * 3)),
+    "mul by a constant tensor": ("MulBackward0", lambda: _one(lambda x: x * torch.arange(3.0))),
+    "mul (aten mul.Scalar)": ("MulBackward1", lambda: _one(
+        lambda x: torch.ops.aten.mul.Scalar(x, 2.5))),
     "div": ("DivBackward0", lambda: _pair(leaf(2, 3), leaf(2, 3, positive=True),
                                           lambda a, b: a / b)),
     "div by a number": ("DivBackward0", lambda: _one(lambda x: x / 4)),
+    "a constant divided by": ("DivBackward0", lambda: _divided(leaf(2, 3, positive=True))),
+    "div (aten div.Scalar)": ("DivBackward1", lambda: _one(
+        lambda x: torch.ops.aten.div.Scalar(x, 4))),
     "pow": ("PowBackward0", lambda: _one(lambda x: x**3)),
     "pow tensor exponent": ("PowBackward1", lambda: _pair(leaf(2, 3, positive=True), leaf(2, 3),
                                                          lambda a, b: a**b)),
+    "pow of a number": ("PowBackward2", lambda: _one(lambda x: 2**x)),
+    "pow square root": ("PowBackward0", lambda: _one(lambda x: x**0.5, positive=True)),
     "neg": ("NegBackward0", lambda: _one(lambda x: -x)),
     "exp": ("ExpBackward0", lambda: _one(torch.exp)),
     "log": ("LogBackward0", lambda: _one(torch.log, positive=True)),
@@ -65,6 +79,13 @@ CASES: dict[str, tuple[str, Make]] = {
     "max": ("MaxBackward1", lambda: _one(torch.max)),
     "max dim": ("MaxBackward0", lambda: _one(lambda x: x.max(dim=1).values)),
     "min dim keepdim": ("MinBackward0", lambda: _one(lambda x: x.min(0, keepdim=True).values)),
+    "min": ("MinBackward1", lambda: _one(torch.min)),
+    "max with ties": ("MaxBackward1", lambda: _single(
+        torch.tensor([[1.0, 3.0], [3.0, 2.0]], requires_grad=True), torch.max)),
+    "amax": ("AmaxBackward0", lambda: _single(
+        torch.tensor([[1.0, 3.0, 3.0], [0.0, 2.0, -1.0]], requires_grad=True),
+        lambda x: x.amax(1))),
+    "amin keepdim": ("AminBackward0", lambda: _one(lambda x: x.amin(0, keepdim=True))),
     "matmul": ("MmBackward0", lambda: _pair(leaf(2, 3), leaf(3, 4), lambda a, b: a @ b)),
     "mm": ("MmBackward0", lambda: _pair(leaf(2, 3), leaf(3, 2), torch.mm)),
     "matmul matrix-vector": ("MvBackward0", lambda: _pair(leaf(2, 3), leaf(3), torch.matmul)),
@@ -83,6 +104,9 @@ CASES: dict[str, tuple[str, Make]] = {
         torch.matmul(leaf(2, 2, 3), torch.ones(3, 2)), [None])),
     "unsqueeze": ("UnsqueezeBackward0", lambda: _one(lambda x: x.unsqueeze(1))),
     "squeeze": ("SqueezeBackward1", lambda: _single(leaf(2, 1, 3), lambda x: x.squeeze(1))),
+    "squeeze all": ("SqueezeBackward0", lambda: _single(leaf(1, 2, 1), torch.squeeze)),
+    "squeeze dims": ("SqueezeBackward2", lambda: _single(leaf(1, 2, 1), lambda x:
+                                                         x.squeeze((0, 2)))),
     "expand": ("ExpandBackward0", lambda: _single(leaf(3), lambda x: x.expand(4, 3))),
     "cat": ("CatBackward0", lambda: _pair(leaf(2, 3), leaf(1, 3), lambda a, b:
                                           torch.cat([a, b], 0))),
@@ -109,6 +133,12 @@ CASES: dict[str, tuple[str, Make]] = {
     "mse loss sum, target with grad": ("MseLossBackward0", lambda: _two(
         lambda a, b: F.mse_loss(a, b, reduction="sum"))),
     "nll loss": ("NllLossBackward0", lambda: _one(lambda x: F.nll_loss(x, torch.tensor([0, 2])))),
+    "nll loss 2d": ("NllLoss2DBackward0", lambda: _single(
+        leaf(1, 3, 2, 2), lambda x: F.nll_loss(x, torch.tensor([[[0, 2], [1, 1]]])))),
+    "nll loss ignore index none": ("NllLossBackward0", lambda: _single(
+        leaf(3, 3), lambda x: F.nll_loss(x, torch.tensor([0, -100, 2]), reduction="none"))),
+    "nll loss one sample": ("NllLossBackward0", lambda: _single(
+        leaf(3), lambda x: F.nll_loss(x, torch.tensor(2)))),
     "nll loss weighted sum": ("NllLossBackward0", lambda: _one(lambda x: F.nll_loss(
         x, torch.tensor([1, 1]), weight=torch.tensor([1.0, 2.0, 3.0]), reduction="sum"))),
     "dropout": ("NativeDropoutBackward0", lambda: _one(lambda x:
@@ -142,6 +172,10 @@ def _two(f: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, list[Any]]:
 
 def _three(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, f: Callable[..., Any]) -> Any:
     return f(a, b, c), [a, b, c]
+
+
+def _divided(b: torch.Tensor) -> tuple[torch.Tensor, list[Any]]:
+    return torch.arange(1.0, 7.0).reshape(2, 3) / b, [None, b]
 
 
 def _linear() -> tuple[torch.Tensor, list[Any]]:
@@ -231,6 +265,7 @@ def test_linear_sends_w_transposed_its_gradient() -> None:
 
 def test_the_real_names_under_this_torch() -> None:
     """The ops an introductory course uses map onto these autograd classes, all with rules."""
+    assert set(RULES) <= set(dir(torch._C._functions))  # every rule names a real class
     assert {op for op, _ in CASES.values()} <= set(RULES)
     names = {
         "nn.Linear": (nn.Linear(3, 2)(leaf(4, 3)), "AddmmBackward0"),

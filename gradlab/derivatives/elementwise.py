@@ -211,7 +211,7 @@ _register_unaries()
 @rule("ThresholdBackward0")
 def _threshold(f: Facts) -> Spec:
     t = f.args.get("threshold", 0)
-    return _unary("Threshold", f"{{y}} = {{x}} if {{x}} > {num(t)} else a value",
+    return _unary("Threshold", f"{{y}} = {{x}} if {{x}} > {num(t)} else the fill value",
                   f"{{g}} ⊙ [{{x}} > {num(t)}]", lambda v: v["g"] * (v["x"] > t))  # fmt: skip
 
 
@@ -238,7 +238,7 @@ def _gelu(f: Facts) -> Spec:
     if f.args.get("approximate") == "tanh":
         return _unary(
             "GELU (tanh approximation)", "{y} = ½{x}(1 + tanh u), u = √(2/π)({x} + 0.044715{x}³)",
-            "{g} ⊙ (½(1 + tanh u) + ½{x}(1 − tanh² u)·du/d{x})",
+            "{g} ⊙ (½(1 + tanh u) + ½{x}(1 − tanh² u)·u′)",
             lambda v: v["g"] * _gelu_tanh(v["x"]),
         )  # fmt: skip
     return _unary(

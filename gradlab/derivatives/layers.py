@@ -121,7 +121,7 @@ def _dropout(f: Facts) -> Spec:
     )
     return Spec(
         "Dropout", f"{{y}} = {{x}} ⊙ m / (1 − {num(p)})", ("x",), "y",
-        (Term(0, f"{{g}} ⊙ m / (1 − {num(p)})", lambda v: v["g"] * v["m"] * scale),),
+        (Term(0, f"{{g}} ⊙ {{m}} / (1 − {num(p)})", lambda v: v["g"] * v["m"] * scale),),
         "Dropped elements get no gradient; kept ones get it scaled like the forward.", derived,
     )  # fmt: skip
 
@@ -182,7 +182,7 @@ def _embedding(f: Facts) -> Spec:
 
     return Spec(
         "Embedding", "{y} = {W}[i] (row i of W for every index)", ("W",), "y",
-        (Term(0, "zeros, with row i[k] += {g}[k] for every k (repeated rows add up)", grad),),
+        (Term(0, "zeros, with row {i}[k] += {g}[k] for every k (repeated rows add up)", grad),),
         "Only the rows looked up get a gradient."
         + ("" if derived else " The indices are a saved tensor: trace with show_saved=True "
            "before backward() to see them."),
@@ -233,7 +233,8 @@ def _nll(f: Facts) -> Spec:
     return Spec(
         "Cross-entropy (NLL loss)" if after_log_softmax else "NLL loss",
         f"{{L}} = {how} over i of −{{x}}[i, t_i]", ("x",), "L",
-        (Term(0, "−{g}" + (" / N" if how == "mean" else "") + " at [i, t_i], 0 elsewhere",
+        (Term(0, "−{g}" + (" / N" if how == "mean" else "")
+              + " at row i, column {t}[i]; 0 elsewhere",
               grad),),
         ("With the log_softmax before it this is cross-entropy; together they give "
          "(softmax − one-hot(t)) / N. " if after_log_softmax else "")

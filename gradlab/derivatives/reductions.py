@@ -60,10 +60,15 @@ def _sum(f: Facts) -> Spec:
         out = _spread(v["g"], _shape(f), reduced, keep)
         return out / count if mean else out
 
-    forward = f"{{y}} = {'mean' if mean else 'Σ'}{where}({{x}})"
+    on = "" if "dim" not in f.args else f", dim={num(over)}"
+    forward = f"{{y}} = {'mean' if mean else 'Σ'}({{x}}{on})"
     return Spec("Mean" if mean else "Sum", forward, UNARY, "y", (Term(0, rhs, grad),),
                 "Every element that went into the sum gets the same gradient"
                 + (f", divided by the {count} elements averaged." if mean else "."))  # fmt: skip
+
+
+def _dims_text(reduced: object) -> str:
+    return num(reduced[0] if isinstance(reduced, list) and len(reduced) == 1 else reduced)
 
 
 @rule("MaxBackward1", "MinBackward1", "AmaxBackward0", "AminBackward0")
@@ -83,7 +88,7 @@ def _max_all(f: Facts) -> Spec:
 
     return _unary(
         which.title(),
-        f"{{y}} = {which}({{x}}{'' if reduced is None else ', dim=' + num(reduced)})",
+        f"{{y}} = {which}({{x}}{'' if reduced is None else ', dim=' + _dims_text(reduced)})",
         f"{{g}} at the {which} (shared equally among ties), 0 elsewhere", grad,
     )  # fmt: skip
 
@@ -110,7 +115,8 @@ def _max_dim(f: Facts) -> Spec:
         return torch.zeros_like(x).scatter(d, i, g)
 
     return Spec(which.title() + " along a dim", f"{{y}}, i = {which}({{x}}, dim={d})", UNARY, "y",
-                (Term(0, f"{{g}} placed at i = arg{which} along dim {d}, 0 elsewhere", grad),),
+                (Term(0, f"{{g}} placed at the arg{which} {{i}} along dim {d}, 0 elsewhere",
+                      grad),),
                 derived=derived)  # fmt: skip
 
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from gradlab.derivatives import Compute, Facts, Missing, Spec, Term, Values, num, rule, saved
+from gradlab.derivatives import (
+    Compute,
+    Derived,
+    Facts,
+    Missing,
+    Spec,
+    Term,
+    Values,
+    num,
+    rule,
+    saved,
+)
+from gradlab.render.text import shape as shape_text
 
 MATRICES = ("A", "B")
 
@@ -56,15 +68,21 @@ def _addmm(f: Facts) -> Spec:
     if linear:
         roles, symbols = ("b", "x", "Wt"), {"Wt": "Wᵀ"}
     c, x, w = (f"{{{r}}}" for r in roles)
+    out, bias = f.out_shape, f.shapes.get(0)
+    rows = out is not None and bias is not None and len(bias) < len(out)
+    wt = "{W}" if linear else f"{w}ᵀ"  # (Wᵀ)ᵀ is W: written as W, with W's numbers
+    derived = (Derived("W", "W = (Wᵀ)ᵀ, the layer's weight", lambda v: v["Wt"].mT),)
     return Spec(
         "Linear layer (addmm)" if linear else "addmm",
         f"{{Z}} = {b}{c} + {a}{x}·{w}", roles, "Z",
-        (Term(0, f"{b}{{g}}, summed over the rows (the bias is broadcast to every row)",
-              lambda v: v["g"] * beta),
-         Term(1, f"{a}{{g}}·{w}ᵀ", lambda v: v["g"] @ v[roles[2]].mT * alpha),
+        (Term(0, ("Σ over the rows of " if rows else "") + f"{b}{{g}}",
+              lambda v: (v["g"] * beta).sum(0) if rows else v["g"] * beta),
+         Term(1, f"{a}{{g}}·{wt}", lambda v: v["g"] @ v[roles[2]].mT * alpha),
          Term(2, f"{a}{x}ᵀ·{{g}}", lambda v: v[roles[1]].mT @ v["g"] * alpha)),
-        "nn.Linear computes x·Wᵀ + b as one addmm; Wᵀ comes from a TBackward0 of W."
-        if linear else "",
+        ("nn.Linear computes x·Wᵀ + b as one addmm; Wᵀ comes from a TBackward0 of W. "
+         if linear else "") + ("The bias was added to every row: its gradient sums them."
+                               if rows else ""),
+        derived if linear else (),
         symbols=symbols,
     )  # fmt: skip
 
@@ -123,7 +141,7 @@ def _view(f: Facts) -> Spec:
 @rule("ExpandBackward0")
 def _expand(f: Facts) -> Spec:
     shape = f.shapes.get(0) or f.args.get("self_sym_sizes")
-    text = num(shape) if isinstance(shape, list) else "x's shape"
+    text = shape_text(shape) if isinstance(shape, list) else "x's shape"
     return Spec(
         "Expand (broadcast)", f"{{y}} = {{x}}.expand{num(f.out_shape)}", ("x",), "y",
         (Term(0, f"{{g}} summed over the copied dims, to shape {text}",
