@@ -9,6 +9,7 @@ tab closes, the run ends as "interrupted" after a grace period.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,8 @@ from gradlab.train import configure, devices
 from graph_view import show_graph
 
 RUN = "tr.run"  # the session's RunHandle
-GRACE = 30.0  # seconds a run survives without a connected browser session
+# Seconds a run survives once no browser session watches it (the tab was closed).
+GRACE = float(os.environ.get("GRADLAB_RUN_GRACE", "30"))
 TICK = 1.0  # seconds between live redraws
 FIRST = "linear_regression"  # the scenario offered first
 

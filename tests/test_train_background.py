@@ -89,3 +89,22 @@ def test_start_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="already started"):
         run.start()
     assert run.join(30)
+
+
+@pytest.mark.slow
+def test_a_distributed_run_in_the_background_pauses_and_stops(tmp_path: Path) -> None:
+    scenario = discover().get("ddp")
+    config = configure(scenario, {"processes": 2}, steps=10_000, every=5)
+    run = RunHandle(scenario, config, store=RunStore(tmp_path / "runs.sqlite"))
+    run.start()
+    assert run.wait(lambda r: len(r.records) >= 3, timeout=120)
+    assert run.graph is not None  # rank 0 sent the traced graph along
+    run.pause()  # the whole process group is stopped between steps
+    assert run.wait(lambda r: r.status == "paused")
+    held = len(run.records)
+    run.step()
+    assert run.wait(lambda r: len(r.records) == held + 1)
+    run.stop()
+    assert run.join(60) and run.status == "stopped"
+    last = run.records[-1].metrics
+    assert last["grad_diff_across_ranks"] == 0.0 and {"loss_rank0", "loss_rank1"} <= set(last)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +18,8 @@ from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from gradlab import curves
 from gradlab.background import RunHandle
-from tests.conftest import app_test, screenshot, wait_for_app
+from gradlab.runs import RunStore
+from tests.conftest import ROOT, _wait_healthy, app_test, free_port, screenshot, wait_for_app
 
 PAGE = "training.py"
 
@@ -196,7 +202,7 @@ def test_download_and_delete_a_run(home: Path) -> None:
     assert handle.join(60)
     at.run()
     at.multiselect(key="tr.chosen").set_value([handle.run_id]).run()
-    from gradlab.runs import RunStore, to_csv
+    from gradlab.runs import to_csv
 
     store = RunStore(home / "runs.sqlite")
     assert handle.run_id is not None
@@ -239,3 +245,61 @@ def test_start_watch_the_curve_grow_and_stop_in_the_browser(app_url: str, page: 
     wait_for_app(page)
     screenshot(page, "training_stopped")
     assert page.get_by_text("· stopped").count() >= 1
+
+
+@pytest.fixture
+def short_lease_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A server of its own whose runs end 2 s after their tab closes; its URL and home."""
+    port = free_port()
+    env = {**os.environ, "GRADLAB_HOME": str(tmp_path), "GRADLAB_RUN_GRACE": "2"}
+    with (tmp_path / "server.log").open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "pages" / "app.py"),
+             "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
+             "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, server)
+            yield url, tmp_path
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+@pytest.mark.browser
+def test_closing_the_tab_ends_the_run_as_interrupted(
+    short_lease_server: tuple[str, Path], browser: Any
+) -> None:
+    url, home = short_lease_server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    wait_for_app(page)
+    page.goto(f"{url}/training")
+    wait_for_app(page)
+    steps = page.get_by_label("steps", exact=True)
+    steps.fill("1000000")
+    steps.press("Enter")
+    wait_for_app(page)
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Start").click()
+    page.get_by_text("· running").first.wait_for()
+    store = RunStore(home / "runs.sqlite")
+    # Another page of the same session: the session stays connected, the run goes on
+    # well past the 2 s grace.
+    page.get_by_role("link", name="Home").click()
+    wait_for_app(page)
+    before = store.runs()[0].recorded
+    time.sleep(4)
+    assert store.runs()[0].status == "running" and store.runs()[0].recorded > before
+    page.get_by_role("link", name="Training").click()
+    page.get_by_text("· running").first.wait_for()  # found again on the way back
+    context.close()  # the tab closes; nobody watches the run any more
+    deadline = time.monotonic() + 60
+    while store.runs()[0].status == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the store: the run's own record of its state
+    info = store.runs()[0]
+    assert info.status == "interrupted"
+    assert info.recorded < 1_000_000 and info.error is not None

@@ -43,7 +43,9 @@ def add_parser(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("scenario", nargs="?", help="scenario name")
-    parser.add_argument("options", nargs=argparse.REMAINDER, help="flags, see above")
+    parser.add_argument(
+        "options", nargs=argparse.REMAINDER, help="the run's and the scenario's flags (NAME --help)"
+    )
     parser.set_defaults(run=run)
 
 
