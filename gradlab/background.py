@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from gradlab.errors import GradLabError
 from gradlab.graph import Graph
 from gradlab.plugins import Picture, Scenario
-from gradlab.runs import LIVE, RunConfig, RunStatus, RunStore, StepRecord
+from gradlab.records import LIVE, RunConfig, RunStatus, StepRecord
+from gradlab.runs import RunStore
 from gradlab.train import (
     FLUSH_SECONDS,
     PICTURE_SECONDS,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from gradlab.graph import Graph
-from gradlab.runs import StepRecord
+from gradlab.records import StepRecord
 
 HEIGHT = 300
 MAX_POINTS = 2000  # a curve or heatmap shows at most this many steps (evenly spread)

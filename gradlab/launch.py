@@ -31,7 +31,8 @@ import torch
 
 from gradlab.graph import Graph
 from gradlab.plugins import PROCESSES, Picture, Scenario, to_flags
-from gradlab.runs import RunConfig, RunStore, StepRecord
+from gradlab.records import RunConfig, StepRecord
+from gradlab.runs import RunStore
 from gradlab.train import Trainer, TrainingError, TrainResult, check_device, drive
 
 ENV_STREAM = "GRADLAB_STREAM"  # set by the launcher: where rank 0 writes its records

@@ -1,24 +1,17 @@
-"""Training runs kept: what a run is, its step records, and the SQLite store that keeps them.
+"""Training runs kept: the SQLite store of runs and their step records.
 
-A run is a :class:`RunConfig` (scenario, parameters, steps, capture
-interval, seed, device) and one :class:`StepRecord` per step. The
-:class:`RunStore` keeps runs in an embedded SQLite database, in WAL mode so
+The :class:`RunStore` keeps runs (:mod:`gradlab.records`) in an embedded
+SQLite database, in WAL mode so
 that the app and ``gradlab`` commands can read while a run writes. Its file is
 ``$GRADLAB_HOME/runs.sqlite``, by default in the per-user data folder
 (``~/.local/share/gradlab`` on Linux). A run whose process ended without
 finishing it (an app restart, a crash, a killed command) is marked
 ``"interrupted"`` the next time a store is opened; what it recorded stays.
-
-Exports: :func:`to_json` (the format of ``gradlab train --out``) and
-:func:`to_csv` (one row per step; node norms only in JSON).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
 import sqlite3
 import sys
@@ -26,139 +19,19 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal, TypeAlias, cast
+from typing import cast
 
 import networkx as nx
 
 from gradlab.capture import NodeNorms
 from gradlab.errors import GradLabError
 from gradlab.graph import Graph
-from gradlab.plugins import ParamValue
+from gradlab.records import LIVE, ParamStat, RunConfig, RunInfo, RunStatus, StepRecord, number
 
-RunStatus: TypeAlias = Literal[
-    "pending", "running", "paused", "finished", "stopped", "interrupted", "failed"
-]
-#: States in which a run's process is still expected to write to it.
-LIVE: tuple[RunStatus, ...] = ("pending", "running", "paused")
 ENV_HOME = "GRADLAB_HOME"
-FORMAT = "gradlab-run"
 _OWNER = uuid.uuid4().hex  # this process; a pid alone can be reused after a restart
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What a run is asked to do. ``every`` = k captures steps 0, k, 2k, ... (0: never)."""
-
-    scenario: str
-    params: Mapping[str, ParamValue] = field(default_factory=dict)
-    steps: int = 100
-    every: int = 1
-    seed: int = 0
-    device: str = "cpu"
-
-
-@dataclass(frozen=True)
-class ParamStat:
-    """One parameter on a captured step, after the optimizer step: its values and ``.grad``.
-
-    For a one-element parameter (a regression's weight or bias) ``mean`` is its value.
-    """
-
-    name: str
-    numel: int
-    norm: float
-    mean: float
-    grad_norm: float | None  # None: no .grad (a frozen layer)
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One training step, 0-based. ``params`` and ``nodes`` are filled on captured steps.
-
-    ``seconds`` is the step's wall time (evaluation excluded), ``samples`` the
-    examples it used; ``metrics`` are the scenario's own numbers (accuracy,
-    each rank's loss, ...). ``lr`` is the first parameter group's learning
-    rate during the step.
-    """
-
-    step: int
-    loss: float
-    lr: float
-    seconds: float
-    samples: int
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    params: tuple[ParamStat, ...] = ()
-    nodes: NodeNorms | None = None
-
-    @property
-    def throughput(self) -> float:
-        """Samples per second."""
-        return self.samples / self.seconds if self.seconds > 0 else math.nan
-
-    def to_json(self) -> dict[str, object]:
-        """A JSON-ready dict: ``step``, ``loss``, ..., ``nodes`` (captured steps only)."""
-        out: dict[str, object] = {
-            "step": self.step,
-            "loss": self.loss,
-            "lr": self.lr,
-            "seconds": self.seconds,
-            "samples": self.samples,
-            "metrics": dict(self.metrics),
-        }
-        if self.params:
-            out["params"] = {
-                p.name: {"numel": p.numel, "norm": p.norm, "mean": p.mean, "grad_norm": p.grad_norm}
-                for p in self.params
-            }
-        if self.nodes is not None:
-            out["nodes"] = self.nodes.as_dict()
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> StepRecord:
-        """The record :meth:`to_json` wrote."""
-        params = cast("Mapping[str, Mapping[str, object]]", data.get("params") or {})
-        nodes = cast("Mapping[str, float] | None", data.get("nodes"))
-        return cls(
-            step=int(cast(int, data["step"])),
-            loss=_number(data["loss"]),
-            lr=_number(data.get("lr")),
-            seconds=_number(data.get("seconds")),
-            samples=int(cast(int, data.get("samples", 0))),
-            metrics={
-                k: _number(v) for k, v in cast(dict[str, object], data.get("metrics", {})).items()
-            },
-            params=tuple(
-                ParamStat(
-                    name,
-                    int(cast(int, p["numel"])),
-                    _number(p["norm"]),
-                    _number(p["mean"]),
-                    None if p.get("grad_norm") is None else _number(p["grad_norm"]),
-                )
-                for name, p in params.items()
-            ),
-            nodes=None
-            if nodes is None
-            else NodeNorms(tuple(nodes), tuple(map(_number, nodes.values()))),
-        )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """A stored run: its configuration, state and a summary of what it recorded."""
-
-    id: int | None
-    config: RunConfig
-    status: RunStatus
-    error: str | None = None
-    created: float = 0.0
-    ended: float | None = None
-    recorded: int = 0
-    last_loss: float | None = None
 
 
 def home() -> Path:
@@ -309,10 +182,10 @@ class RunStore:
                 nodes = NodeNorms(ids, tuple(array("d", norms)))
             out.append(
                 StepRecord(
-                    step, _number(loss), _number(lr), _number(seconds), int(samples or 0),
-                    {k: _number(v) for k, v in json.loads(metrics or "{}").items()},
+                    step, number(loss), number(lr), number(seconds), int(samples or 0),
+                    {k: number(v) for k, v in json.loads(metrics or "{}").items()},
                     tuple(
-                        ParamStat(n, k, _number(a), _number(m), None if g is None else _number(g))
+                        ParamStat(n, k, number(a), number(m), None if g is None else number(g))
                         for n, k, a, m, g in json.loads(params or "[]")
                     ),
                     nodes,
@@ -381,68 +254,3 @@ def _alive(pid: object) -> bool:
     except OSError:
         return False
     return True
-
-
-def _number(value: object) -> float:
-    """A stored number; SQLite keeps NaN as NULL, so ``None`` reads back as NaN."""
-    return math.nan if value is None else float(cast(float, value))
-
-
-def to_json(info: RunInfo, records: Sequence[StepRecord], graph: Graph | None = None) -> str:
-    """The run as JSON: scenario, parameters, seed, device, status and one object per step."""
-    data: dict[str, object] = {
-        "format": FORMAT,
-        "version": 1,
-        "id": info.id,
-        "scenario": info.config.scenario,
-        "params": dict(info.config.params),
-        "steps": info.config.steps,
-        "every": info.config.every,
-        "seed": info.config.seed,
-        "device": info.config.device,
-        "status": info.status,
-        "error": info.error,
-        "records": [r.to_json() for r in records],
-    }
-    if graph is not None:
-        data["graph"] = nx.node_link_data(graph, edges="edges")
-    return json.dumps(data, indent=1)
-
-
-def read_json(text: str) -> tuple[RunInfo, list[StepRecord]]:
-    """Read what :func:`to_json` wrote; a clear error for anything else."""
-    try:
-        data = json.loads(text)
-        if data.get("format") != FORMAT:
-            raise ValueError("not a GradLab run file")
-        config = RunConfig(
-            data["scenario"], data["params"], data["steps"], data["every"], data["seed"],
-            data["device"],
-        )  # fmt: skip
-        info = RunInfo(data.get("id"), config, data["status"], data.get("error"))
-        return info, [StepRecord.from_json(r) for r in data["records"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise GradLabError(f"This is not a GradLab run file ({exc}).") from exc
-
-
-def to_csv(records: Sequence[StepRecord]) -> str:
-    """One row per step: step, loss, lr, seconds, samples, throughput, metrics, parameters."""
-    metrics = sorted({k for r in records for k in r.metrics})
-    names = list(dict.fromkeys(p.name for r in records for p in r.params))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    head = ["step", "loss", "lr", "seconds", "samples", "samples_per_second", *metrics]
-    writer.writerow(head + [f"{n}.{s}" for n in names for s in ("norm", "mean", "grad_norm")])
-    for r in records:
-        stats = {p.name: p for p in r.params}
-        row: list[object] = [r.step, r.loss, r.lr, r.seconds, r.samples, r.throughput]
-        row += [r.metrics.get(k, "") for k in metrics]
-        for n in names:
-            p = stats.get(n)
-            row += ["", "", ""] if p is None else [p.norm, p.mean, _blank(p.grad_norm)]
-        writer.writerow(row)
-    return out.getvalue()
-
-
-def _blank(value: float | None) -> object:
-    return "" if value is None else value

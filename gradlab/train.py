@@ -53,7 +53,8 @@ from gradlab.plugins import (
     discover,
 )
 from gradlab.record import record
-from gradlab.runs import ParamStat, RunConfig, RunStatus, RunStore, StepRecord
+from gradlab.records import ParamStat, RunConfig, RunStatus, StepRecord
+from gradlab.runs import RunStore
 from gradlab.trace import trace
 
 MAX_STEPS = 1_000_000

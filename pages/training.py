@@ -19,7 +19,8 @@ from gradlab import curves
 from gradlab.background import Lease, RunHandle, live_runs
 from gradlab.errors import GradLabError
 from gradlab.plugins import BoolParam, ChoiceParam, FloatParam, IntParam, Param, Scenario, discover
-from gradlab.runs import RunStore, home, to_csv, to_json
+from gradlab.records import to_csv, to_json
+from gradlab.runs import RunStore, home
 from gradlab.train import configure, devices
 
 from graph_view import show_graph

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from gradlab.errors import GradLabError
-from gradlab.runs import RunStore, home, read_json, to_csv, to_json
+from gradlab.records import RunConfig, read_json, to_csv, to_json
+from gradlab.runs import RunStore, home
 from gradlab.train import train
 
 
@@ -52,7 +53,8 @@ def test_a_run_survives_a_restart(tmp_path: Path) -> None:
 def test_a_run_whose_process_died_is_marked_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     code = (
-        "import os, sys; from gradlab.runs import RunStore, RunConfig, StepRecord\n"
+        "import os, sys; from gradlab.runs import RunStore\n"
+        "from gradlab.records import RunConfig, StepRecord\n"
         "s = RunStore(sys.argv[1]); run = s.create(RunConfig('linear_regression', steps=50))\n"
         "s.append(run, [StepRecord(i, 1.0 / (i + 1), 0.1, 0.01, 100) for i in range(3)])\n"
         "os._exit(9)  # killed in the middle of the run\n"
@@ -67,8 +69,6 @@ def test_a_run_whose_process_died_is_marked_interrupted(tmp_path: Path) -> None:
 
 
 def test_a_live_run_of_this_process_is_not_marked(tmp_path: Path) -> None:
-    from gradlab.runs import RunConfig
-
     store = RunStore(tmp_path / "runs.sqlite")
     run = store.create(RunConfig("linear_regression"))
     assert RunStore(tmp_path / "runs.sqlite").run(run).status == "running"

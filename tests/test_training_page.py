@@ -202,7 +202,7 @@ def test_download_and_delete_a_run(home: Path) -> None:
     assert handle.join(60)
     at.run()
     at.multiselect(key="tr.chosen").set_value([handle.run_id]).run()
-    from gradlab.runs import to_csv
+    from gradlab.records import to_csv
 
     store = RunStore(home / "runs.sqlite")
     assert handle.run_id is not None

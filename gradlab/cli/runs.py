@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.errors import GradLabError
-from gradlab.runs import ENV_HOME, RunStore, to_csv, to_json
+from gradlab.records import to_csv, to_json
+from gradlab.runs import ENV_HOME, RunStore
 
 
 def add_parser(commands: Any) -> None:

@@ -20,7 +20,8 @@ from gradlab.plugins import (
     discover,
     flag,
 )
-from gradlab.runs import RunInfo, RunStore, StepRecord, to_json
+from gradlab.records import RunInfo, StepRecord, to_json
+from gradlab.runs import RunStore
 
 EPILOG = """examples:
   gradlab train linear_regression --steps 100 --out run.json
