@@ -30,7 +30,7 @@ def build(setup: Setup) -> Parts:
         # This rank's own gradient, before DDP averages: autograd.grad on the inner module.
         local = torch.autograd.grad(loss_fn(inner(inputs), target), params)
         optimizer.zero_grad()
-        loss = loss_fn(model(inputs), target)
+        loss: torch.Tensor = loss_fn(model(inputs), target)
         ctx.backward(loss)  # DDP's hooks all-reduce and average the gradients here
         flat = torch.cat([p.grad.flatten() for p in params])  # type: ignore[union-attr]
         expected = torch.cat([g.flatten() for g in local])

@@ -29,7 +29,8 @@ def build(setup: Setup) -> Parts:
     x_test, y_test = x_test.to(setup.device), y_test.to(setup.device)
 
     def predictions() -> torch.Tensor:
-        return model(x_test).argmax(1)
+        guesses: torch.Tensor = model(x_test).argmax(1)
+        return guesses
 
     def evaluate() -> dict[str, float]:
         return {"accuracy": (predictions() == y_test).float().mean().item()}

@@ -19,7 +19,7 @@ def build(setup: Setup) -> Parts:
     x_d, y_d = x.to(setup.device), y.to(setup.device)
     for _ in range(setup.integer("pretrain_steps")):
         pretrain.zero_grad()
-        nn.functional.cross_entropy(model(x_d), y_d).backward()
+        torch.autograd.backward(nn.functional.cross_entropy(model(x_d), y_d))
         pretrain.step()
     pretrain.zero_grad(set_to_none=True)  # no gradients left over from pretraining
     if setup.flag("freeze"):

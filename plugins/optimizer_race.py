@@ -43,14 +43,15 @@ def build(setup: Setup) -> Parts:
 
     def step(ctx: StepContext) -> torch.Tensor:
         inputs, target = ctx.batch()
-        losses = {}
+        losses: dict[str, torch.Tensor] = {}
         for name, optimizer in optimizers.items():
             model = models[name]
             closure = functools.partial(
                 _loss, ctx, model, optimizer, loss_fn, inputs, target, watch=name == "sgd"
             )
             if isinstance(optimizer, torch.optim.LBFGS):
-                losses[name] = optimizer.step(closure)  # LBFGS calls the closure several times
+                # LBFGS calls the closure several times (torch leaves its step untyped)
+                losses[name] = optimizer.step(closure)  # type: ignore[no-untyped-call]
             else:
                 losses[name] = closure()
                 optimizer.step()

@@ -20,7 +20,7 @@ def build(setup: Setup) -> Parts:
 
     def step(ctx: StepContext) -> torch.Tensor:
         optimizer.zero_grad()
-        per_point = loss_fn(model(ctx.batch()[0]), y.to(ctx.device))
+        per_point: torch.Tensor = loss_fn(model(ctx.batch()[0]), y.to(ctx.device))
         if reduction == "none":
             # (3, 1): one loss per point. backward() needs one number, so reduce it here.
             for i, value in enumerate(per_point.detach().flatten()):
