@@ -271,8 +271,9 @@ def _discover(key: tuple[str, str]) -> Plugins:
 def builtin_files() -> list[Path]:
     """The built-in scenario files: the checkout's ``plugins/``, else the wheel's
     ``gradlab_plugins/`` (found without importing it)."""
-    checkout = Path(__file__).resolve().parents[1] / "plugins"
-    folder: Path | None = checkout if checkout.is_dir() else None
+    root = Path(__file__).resolve().parents[1]  # the checkout, or site-packages
+    is_checkout = (root / "pyproject.toml").is_file() and (root / "plugins").is_dir()
+    folder: Path | None = root / "plugins" if is_checkout else None
     if folder is None:
         spec = importlib.util.find_spec("gradlab_plugins")
         if spec is not None and spec.submodule_search_locations:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -211,3 +212,32 @@ def test_typed_params_check_and_parse() -> None:
         depth.parse("2.5")
     with pytest.raises(PluginError, match="one of a, b"):
         ChoiceParam("c", "a", ("a", "b")).parse("z")
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_builtins_as_gradlab_plugins(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(root)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("gradlab-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [*pip, "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    assert (site / "gradlab_plugins" / "linear_regression.py").is_file()
+    code = (
+        "import gradlab, json; from gradlab.plugins import discover; d = discover()\n"
+        "print(json.dumps([gradlab.__file__, sorted(d.scenarios), d.sources['ddp'],"
+        " [e.name for e in d.errors]]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=True,
+    )  # fmt: skip
+    where, names, source, errors = json.loads(out.stdout)
+    assert where.startswith(str(site))  # the wheel's copy, not the checkout
+    assert set(names) == BUILTINS and source == "built-in ddp.py" and errors == []
