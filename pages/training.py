@@ -172,6 +172,11 @@ def draw(handle: RunHandle) -> None:
     eta = f" · ETA {progress.eta:.0f} s" if progress.eta is not None else ""
     text = f"{handle.scenario.title}: {progress.done}/{progress.total} steps · {handle.status}"
     st.progress(progress.fraction, text=text + eta)
+    if records:
+        recent = records[-50:]
+        seconds = sum(r.seconds for r in recent)
+        rate = sum(r.samples for r in recent) / seconds if seconds > 0 else 0.0
+        st.caption(f"{rate:,.0f} samples/s · {1e3 * seconds / len(recent):.2f} ms per step")
     if handle.error:
         (st.error if handle.status == "failed" else st.warning)(handle.error)
     if not records:

@@ -39,6 +39,7 @@ def test_train_writes_the_run_as_json(
     err = capsys.readouterr()
     assert "30/30" in err.err and "wrote" in err.err
     assert "linear_regression: 30 steps, final loss" in err.out
+    assert f"  weight {data['records'][-1]['metrics']['weight']:.6g}" in err.out
     # The same run is kept in the store, and the command reads it back.
     assert main(["runs"]) == 0
     listing = capsys.readouterr().out

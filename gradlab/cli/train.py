@@ -126,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
             raise GradLabError(f"Cannot write {options.out}: {exc.strerror}.") from exc
         print(f"wrote {options.out}", file=sys.stderr)
     last = result.records[-1]
-    extra = "".join(f", {k} {v:.4g}" for k, v in last.metrics.items() if k == "accuracy")
-    print(f"{scenario.name}: {len(result.records)} steps, final loss {last.loss:.6g}{extra}")
+    print(f"{scenario.name}: {len(result.records)} steps, final loss {last.loss:.6g}")
+    metrics = {k: v for r in result.records for k, v in r.metrics.items()}  # each one's latest
+    for name, value in metrics.items():
+        print(f"  {name} {value:.6g}")
     return 0
 
 
