@@ -303,3 +303,29 @@ def test_closing_the_tab_ends_the_run_as_interrupted(
     info = store.runs()[0]
     assert info.status == "interrupted"
     assert info.recorded < 1_000_000 and info.error is not None
+
+
+SCENARIOS = [
+    "accumulation", "classify_2d", "custom_data", "digits_cnn", "fine_tune",
+    "linear_regression", "lr_schedules", "optimizer_race", "three_points",
+    pytest.param("ddp", marks=pytest.mark.slow),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_builtin_scenario_runs_on_the_page(home: Path, name: str) -> None:
+    at = app_test(PAGE)
+    at.selectbox(key="tr.scenario").set_value(name).run()
+    at.number_input(key=f"tr.steps.{name}").set_value(4)
+    at.number_input(key=f"tr.every.{name}").set_value(2)
+    at.button(key="tr.start").click().run()
+    handle = run_of(at)
+    assert handle.join(120) and handle.status == "finished", handle.error
+    at.run()
+    assert not at.exception
+    assert progress_text(at).endswith("4/4 steps · finished")
+    assert charts(at)["Loss"]["data"][0]["y"] == [r.loss for r in handle.records]
+    assert set(graph_nodes(at)["customdata"]) == set(handle.graph.nodes)
+    at.radio(key="tr.by").set_value("per layer").run()
+    heat = next(s["data"][0] for s in specs(at) if s["data"][0]["type"] == "heatmap")
+    assert heat["x"] == [0, 2]
