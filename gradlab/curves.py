@@ -96,6 +96,17 @@ def latest_norms(records: Sequence[StepRecord]) -> dict[str, float]:
     return {}
 
 
+def log10_norms(norms: Mapping[str, float]) -> dict[str, float]:
+    """log10 of each positive norm, for colouring a graph (a zero norm gets no colour).
+
+    Examples
+    --------
+    >>> log10_norms({"fn0": 1.0, "fn1": 0.01, "fn2": 0.0})
+    {'fn0': 0.0, 'fn1': -2.0}
+    """
+    return {n: math.log10(v) for n, v in norms.items() if v > 0 and math.isfinite(v)}
+
+
 def node_history(records: Sequence[StepRecord], node: str) -> tuple[list[int], list[float]]:
     """Captured steps and the gradient norm of ``node`` on each."""
     steps, values = [], []
@@ -166,7 +177,7 @@ def heatmap(
     figure = go.Figure(
         go.Heatmap(
             x=list(steps), y=list(rows), z=z, colorscale="Viridis",
-            colorbar={"title": "log10 ‖grad‖"},
+            colorbar={"title": "log₁₀ ‖grad‖"},
             hovertemplate="step %{x}<br>%{y}<br>log10 norm %{z:.2f}<extra></extra>",
         )
     )  # fmt: skip

@@ -205,7 +205,9 @@ def graph_panel(handle: RunHandle, records: list[Any]) -> None:
         st.info("No captured step yet: the graph appears on the first one (capture every k > 0).")
         return
     st.markdown("**Graph, coloured by the latest captured gradient norm**")
-    picked = show_graph(handle.graph, key="tr.graph", color=norms, color_label="‖grad‖")
+    picked = show_graph(
+        handle.graph, key="tr.graph", color=curves.log10_norms(norms), color_label="log₁₀ ‖grad‖"
+    )
     if picked is not None:
         steps, values = curves.node_history(records, picked)
         figure = curves.curves([], [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -104,8 +105,9 @@ def test_start_a_run_and_see_its_curves_graph_and_store(home: Path) -> None:
     nodes = graph_nodes(at)
     assert set(nodes["customdata"]) == set(handle.graph.nodes)
     colours = dict(zip(nodes["customdata"], nodes["marker"]["color"], strict=True))
-    assert colours == pytest.approx(curves.latest_norms(handle.records))
-    assert nodes["marker"]["colorbar"]["title"]["text"] == "‖grad‖"
+    latest = curves.latest_norms(handle.records)
+    assert colours == pytest.approx({n: math.log10(v) for n, v in latest.items()})
+    assert nodes["marker"]["colorbar"]["title"]["text"] == "log₁₀ ‖grad‖"
     # The run is stored: listed, overlaid and downloadable.
     assert handle.run_id is not None
     at.multiselect(key="tr.chosen").set_value([handle.run_id]).run()
