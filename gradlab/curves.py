@@ -1,6 +1,6 @@
 """Charts of a training run, made from its step records: curves, a heatmap, overlays.
 
-Plain functions from :class:`~gradlab.runs.StepRecord` lists to Plotly
+Plain functions from :class:`~gradlab.records.StepRecord` lists to Plotly
 figures (or the numbers behind them), so that the Training page only places
 them. Gradient norms are drawn on a log scale: they span many decades.
 """

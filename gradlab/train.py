@@ -1,7 +1,7 @@
 """The one training loop: a scenario built for a device, stepped, captured and controlled.
 
 :class:`Trainer` builds a :class:`~gradlab.plugins.Scenario` and runs its
-steps one at a time. Each step gives a :class:`~gradlab.runs.StepRecord`
+steps one at a time. Each step gives a :class:`~gradlab.records.StepRecord`
 with the loss, the learning rate, the step's time and samples, and the
 scenario's metrics. Every ``every``-th step (0, k, 2k, ...) is *captured*:
 the backward pass goes through :func:`gradlab.capture.capture_backward`, so
@@ -14,8 +14,8 @@ the node ids refer to (:attr:`Trainer.graph`).
 Three ways to run:
 
 * :func:`train`: synchronous, for scripts, tests and ``gradlab train``;
-* :class:`RunHandle`: in a background thread, for the app, with start,
-  pause, resume, single step and stop, a :class:`Lease` that ends the run
+* :class:`gradlab.background.RunHandle`: in a background thread, for the app,
+  with start, pause, resume, single step and stop, a lease that ends the run
   when nobody watches any more, and records written to a
   :class:`~gradlab.runs.RunStore` as they come;
 * a ``distributed`` scenario runs in processes launched with ``torchrun``
