@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradlab.derivatives import RULES, Facts, Known, Missing, Spec
+from gradlab.derivatives import RULES, Compute, Facts, Known, Missing, Spec, Term
 from gradlab.graph import Graph, NodeAttrs, TensorSummary
 from gradlab.render.text import shape as shape_text
 from gradlab.render.text import values as values_text
@@ -288,14 +288,12 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
 
 
 def _rule(
-    inp: _Input, term: object, spec: Spec, symbols: dict[str, str], text: _Text, shown: _Text,
-    known: Known, g_sym: str,
+    inp: _Input, term: Term | None, spec: Spec, symbols: dict[str, str], text: _Text,
+    shown: _Text, known: Known, g_sym: str,
 ) -> Rule:  # fmt: skip
-    from gradlab.derivatives import Term
-
     role = spec.roles[inp.slot] if inp.slot < len(spec.roles) else f"x{inp.slot}"
     lhs = f"∂L/∂{symbols.get(role, role)}"
-    if not isinstance(term, Term):
+    if term is None:
         rhs = f"PyTorch's {spec.title} derivative applied to {g_sym}"
         return Rule(inp.slot, inp.node, inp.name or inp.label, f"{lhs} = {rhs}",
                     f"{lhs} = {show(inp.sent)}", inp.sent, None, None)  # fmt: skip
@@ -313,21 +311,20 @@ def _rule(
 
 
 def _evaluate(
-    compute: object, known: Known, shape: list[int] | None
+    compute: Compute | None, known: Known, shape: list[int] | None
 ) -> tuple[TensorSummary | None, bool]:
-    if not callable(compute) or "g" not in known:
+    if compute is None or "g" not in known:
         return None, False
     try:
         t = compute(known)
     except (Missing, RuntimeError, IndexError, ValueError):
         return None, False
-    summed = shape is not None and list(t.shape) != shape
-    if summed:
-        try:
-            t = t.sum_to_size(shape)
-        except RuntimeError:
-            return None, False
-    return summarize(t), summed
+    if shape is None or list(t.shape) == shape:
+        return summarize(t), False
+    try:  # an input that was broadcast: its gradient sums over the copies
+        return summarize(t.sum_to_size(shape)), True
+    except RuntimeError:
+        return None, False
 
 
 def _agrees(a: TensorSummary | None, b: TensorSummary | None) -> bool | None:
