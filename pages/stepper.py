@@ -15,6 +15,7 @@ import time
 
 import streamlit as st
 
+from gradlab.chain import card, no_card
 from gradlab.graph import Graph
 from gradlab.render.steps import arrival_lines, numbers, who
 from gradlab.steps import Step, as_of, steps
@@ -138,42 +139,32 @@ def _start(G: Graph, total: int) -> None:
 
 def _panel(G: Graph, step: Step, total: int, *, key: str, revealed: bool) -> None:
     st.markdown(f"#### Step {step.index + 1} of {total}: {who(G, step.node)}")
-    st.markdown("**Arriving** (the gradient of the loss with respect to this op's output)")
-    st.code("\n".join(arrival_lines(G, step)), language=None, wrap_lines=True)
-    if not revealed:
-        st.markdown("**Your turn:** what does this op send to each of its inputs?")
-        for d in step.departures:
-            st.markdown(f"- input {d.slot}, to {who(G, d.receiver)}: **?**")
+    if revealed:
+        show_card(G, step.node)  # what arrived, the rule with these numbers, what was sent
         if step.leaf is not None:
             leaf = G.nodes[step.leaf].get("name") or step.leaf
-            st.markdown(f"- `{leaf}.grad` after this step: **?**")
-        st.button("Reveal", key=f"{key}.reveal", icon=":material/visibility:",
-                  on_click=_reveal, args=(key,))  # fmt: skip
+            st.markdown(
+                f"**AccumulateGrad** adds what arrived to `{leaf}.grad`; after the pass "
+                f"`{leaf}.grad = {numbers(step.leaf_grad)}`."
+            )
         return
-    st.markdown("**The local derivative, with this step's numbers**")
-    show_card(G, step.node)
-    _leaving(G, step)
+    st.markdown("**Arriving** (the gradient of the loss with respect to this op's output)")
+    st.code("\n".join(arrival_lines(G, step)), language=None, wrap_lines=True)
+    if no_card(G, step.node) is None:
+        st.markdown("**The rule**")
+        for rule in card(G, step.node).rules:
+            st.code(rule.formula, language=None, wrap_lines=True)
+    st.markdown("**Your turn:** what does this op send to each of its inputs?")
+    for d in step.departures:
+        st.markdown(f"- input {d.slot}, to {who(G, d.receiver)}: **?**")
+    if step.leaf is not None:
+        leaf = G.nodes[step.leaf].get("name") or step.leaf
+        st.markdown(f"- `{leaf}.grad` after this step: **?**")
+    st.button(
+        "Reveal", key=f"{key}.reveal", icon=":material/visibility:",
+        on_click=_reveal, args=(key,),
+    )  # fmt: skip
 
 
 def _reveal(key: str) -> None:
     st.session_state[f"{key}.revealed"] = True
-
-
-def _leaving(G: Graph, step: Step) -> None:
-    if step.leaf is not None:
-        leaf = G.nodes[step.leaf].get("name") or step.leaf
-        st.markdown(
-            f"**AccumulateGrad** adds what arrived to `{leaf}.grad`: "
-            f"`{leaf}.grad += {numbers(step.incoming)}`, so after the pass "
-            f"`{leaf}.grad = {numbers(step.leaf_grad)}`."
-        )
-        return
-    if not step.departures:
-        st.markdown("**Leaving:** nothing; none of its inputs needs a gradient.")
-        return
-    st.markdown("**Leaving** (what its backward sent to each input)")
-    rows = [
-        {"input": d.slot, "to": who(G, d.receiver), "gradient": numbers(d.grad)}
-        for d in step.departures
-    ]
-    st.dataframe(rows, hide_index=True, width="stretch")

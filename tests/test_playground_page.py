@@ -193,7 +193,8 @@ def test_stepping_through_the_chain_follows_the_engine_to_x_grad() -> None:
     assert at.query_params["step"] == "5"
     at.button(key="pg.steps.prev").click().run()
     assert outlined(at) == ["fn3"]
-    assert "summed" in texts(at) and "sum: [[4.5, 4.5], [4.5, 4.5]]" in texts(at)
+    assert "Paths meet at `y`" in texts(at)
+    assert "[[2.25, 2.25], [2.25, 2.25]] + [[2.25, 2.25], [2.25, 2.25]] = [[4.5, 4.5]" in texts(at)
     at.button(key="pg.steps.reset").click().run()
     assert "Before the first step" in texts(at) and at.query_params["step"] == "0"
 
@@ -279,7 +280,7 @@ def test_step_backward_to_the_end_with_the_keyboard(app_url: str, page: Any) -> 
     page.goto(shared)  # the shared link opens at the same step
     wait_for_app(page)
     page.wait_for_selector("text=Step 4 of 5:")
-    assert page.get_by_text("summed").first.is_visible()
+    assert page.get_by_text("Paths meet at").first.is_visible()
 
 
 @pytest.mark.browser
