@@ -15,7 +15,8 @@ the same run and interleaved round by round (medians of ``--rounds`` rounds):
 One round is ``--block`` steps (one captured step in ten for ``every=10``), so
 each ratio is a cost per step. The first captured step also records the
 forward and traces the graph once; that happens during warm-up and is not
-timed. Ratios matter, not absolute times: the machine may be shared.
+timed. On the CPU the clock is this thread's CPU time (one torch thread), so
+other work on a shared machine counts less; ratios matter, not absolute times.
 """
 
 from __future__ import annotations
@@ -106,15 +107,20 @@ def gradlab_loop(make: Model, device: torch.device, every: int) -> Callable[[], 
 def timed_block(step: Callable[[], None], block: int, device: torch.device) -> Callable[[], float]:
     """Seconds per step over ``block`` steps."""
 
+    # On the CPU with one torch thread every op runs in this thread, so its CPU time is the
+    # step's cost without the time other processes of a shared machine take; a GPU needs
+    # wall time (and a synchronize).
+    clock = time.perf_counter if device.type == "cuda" else time.thread_time
+
     def run() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         for _ in range(block):
             step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return (time.perf_counter() - start) / block
+        return (clock() - start) / block
 
     return run
 
