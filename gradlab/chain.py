@@ -131,7 +131,12 @@ def card(G: Graph, n: str) -> Card:
         return _accumulate_card(G, n)
     inputs = _inputs(G, n)
     build = RULES.get(str(attrs.get("op")))
-    spec = build(_facts(G, n, inputs)) if build is not None else None
+    spec = None
+    if build is not None:
+        try:
+            spec = build(_facts(G, n, inputs))
+        except _UNUSUAL:  # arguments this rule was not written for: the generic card
+            spec = None
     return _op_card(G, n, inputs, spec)
 
 
@@ -216,6 +221,8 @@ def _operand(s: TensorSummary) -> str:
 
 # -- op cards -------------------------------------------------------------------------
 
+# What a rule may raise on values or arguments it cannot handle (shapes, dtypes, kinds).
+_UNUSUAL = (Missing, AssertionError, TypeError, ValueError, KeyError, IndexError, RuntimeError)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,11}$")
 
 
@@ -247,6 +254,7 @@ def _symbols(spec: Spec, inputs: dict[int, _Input], out_name: str | None) -> dic
 def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> Card:
     attrs = G.nodes[n]
     op = str(attrs.get("op"))
+    generic = spec is None
     if spec is None:
         spec = _generic(op, inputs)
     symbols = _symbols(spec, inputs, attrs.get("name"))
@@ -267,7 +275,7 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
     for d in spec.derived:
         try:
             known[d.role] = d.compute(known)
-        except (Missing, RuntimeError, IndexError, ValueError):
+        except _UNUSUAL:
             continue
         shown[d.role] = _operand(summarize(known[d.role]))
         notes.append(d.how + ".")
@@ -282,7 +290,7 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
     unknown = f"{g_sym}: not known (run backward())"
     incoming = f"{g_sym} = {show(grad)}" if grad is not None else unknown
     return Card(
-        n, op, op in RULES, spec.title, spec.forward.format_map(text), incoming, grad, rules,
+        n, op, not generic, spec.title, spec.forward.format_map(text), incoming, grad, rules,
         _sums(G, n, inputs, symbols, spec), " ".join(notes),
     )  # fmt: skip
 
@@ -317,7 +325,7 @@ def _evaluate(
         return None, False
     try:
         t = compute(known)
-    except (Missing, RuntimeError, IndexError, ValueError):
+    except _UNUSUAL:
         return None, False
     if shape is None or list(t.shape) == shape:
         return summarize(t), False

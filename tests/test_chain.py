@@ -100,6 +100,8 @@ CASES: dict[str, tuple[str, Make]] = {
     "permute": ("PermuteBackward0", lambda: _single(leaf(2, 3, 2), lambda x: x.permute(2, 0, 1))),
     "view": ("ViewBackward0", lambda: _one(lambda x: x.view(3, 2))),
     "reshape": ("ViewBackward0", lambda: _one(lambda x: x.reshape(-1))),
+    "reshape alias (aten)": ("ReshapeAliasBackward0", lambda: _one(
+        lambda x: torch.ops.aten._reshape_alias(x, (3, 2), (2, 1)))),
     "unsafe view": ("UnsafeViewBackward0", lambda: (  # its input, mm's output, is internal
         torch.matmul(leaf(2, 2, 3), torch.ones(3, 2)), [None])),
     "unsqueeze": ("UnsqueezeBackward0", lambda: _one(lambda x: x.unsqueeze(1))),
@@ -381,6 +383,17 @@ def test_generic_card_for_an_op_without_a_rule() -> None:
     torch.testing.assert_close(tensor(rule.result), expected)
     assert rule.numbers == "∂L/∂x = " + gradlab.render.text.values(expected.tolist())
     assert c.incoming == "∂L/∂y = [1., 1., 1.]"
+
+
+def test_arguments_a_rule_was_not_written_for_give_the_generic_card() -> None:
+    x = torch.tensor([2.0, 3.0], requires_grad=True)
+    with gradlab.record():
+        loss = (x**2).sum()
+    G = gradlab.backward(loss, gradlab.trace(loss, params={"x": x}))
+    G.nodes["fn1"]["args"] = {"exponent": "two"}  # not a number: PowBackward0's rule gives up
+    c = card(G, "fn1")
+    assert not c.specific and c.title == "PowBackward0"
+    assert c.rules[0].result is not None and c.rules[0].result["values"] == [4.0, 6.0]
 
 
 def test_cross_entropy_is_log_softmax_then_nll() -> None:

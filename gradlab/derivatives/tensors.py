@@ -92,7 +92,7 @@ def _t(f: Facts) -> Spec:
     return Spec("Transpose", "{y} = {x}ᵀ", ("x",), "y", (Term(0, "{g}ᵀ", lambda v: v["g"].t()),))
 
 
-@rule("TransposeBackward0", "TransposeBackward1")
+@rule("TransposeBackward0")
 def _transpose(f: Facts) -> Spec:
     d0, d1 = f.args.get("dim0", 0), f.args.get("dim1", 1)
     assert isinstance(d0, int) and isinstance(d1, int)
