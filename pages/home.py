@@ -19,16 +19,42 @@ TOUR = (
         "playground.py",
         "Playground",
         "Type a few lines of PyTorch. The graph appears with each node's value; after "
-        "`backward()`, each node's gradient and the order the engine ran it. Mistakes such as "
-        "a non-scalar `backward()` are explained with their fixes.",
+        "`backward()`, each node's gradient. Click a node for its chain-rule card: the op's "
+        "derivative rule with this node's numbers plugged in. Mistakes such as a non-scalar "
+        "`backward()` are explained with their fixes.",
         "playground.png",
+    ),
+    (
+        "playground.py",
+        "Step through backward()",
+        "Turn on *Step through backward()* and press → : the engine's real order, one op at "
+        "a time, with the gradient arriving, the sum where two paths meet, what goes to each "
+        "input and what `AccumulateGrad` adds to `.grad`. *Predict first* hides each answer "
+        "until you reveal it; *Presenter mode* is for the projector.",
+        "stepper.png",
     ),
     (
         "model_graph.py",
         "Model graph",
         "Pick a preset model, from linear regression to a transformer, and see its graph "
-        "grouped by module, with parameters, gradients and saved-tensor memory.",
+        "grouped by module, folded where blocks repeat, with parameters, gradients and "
+        "saved-tensor memory.",
         "model_graph.png",
+    ),
+    (
+        "training.py",
+        "Training",
+        "Pick a scenario and press Start: the loss falls while every node of the graph shows "
+        "how much gradient passes through it. Runs are kept, compared and exported.",
+        "training.png",
+    ),
+    (
+        "debugger.py",
+        "Debugger",
+        "Why is a gradient None, NaN, vanishing or exploding? Findings pinned to the node where "
+        "the problem starts, in plain words with the fix; a gallery of broken models to learn "
+        "from.",
+        "debugger.png",
     ),
 )
 for page, title, text, image in TOUR:
