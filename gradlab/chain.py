@@ -260,9 +260,27 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
     symbols = _symbols(spec, inputs, attrs.get("name"))
     g_sym = f"∂L/∂{symbols[spec.out]}"
     grad = attrs.get("grad")
-    known, shown = Known(), _Text(symbols)
     text = _Text({**symbols, "g": g_sym})
-    for role, s in [("g", grad), (spec.out, attrs.get("value"))] + [
+    known, shown, notes = _values(spec, inputs, attrs, symbols, g_sym)
+    terms = {t.slot: t for t in spec.terms}
+    rules = tuple(
+        _rule(inputs[slot], terms.get(slot), spec, symbols, text, shown, known, g_sym)
+        for slot in sorted(inputs)
+    )
+    unknown = f"{g_sym}: not known (run backward())"
+    incoming = f"{g_sym} = {show(grad)}" if grad is not None else unknown
+    return Card(
+        n, op, not generic, spec.title, spec.forward.format_map(text), incoming, grad, rules,
+        _sums(G, n, inputs, symbols, spec), " ".join(notes),
+    )  # fmt: skip
+
+
+def _values(
+    spec: Spec, inputs: dict[int, _Input], attrs: NodeAttrs, symbols: dict[str, str], g_sym: str
+) -> tuple[Known, _Text, list[str]]:
+    """The stored values by role, their text for the numbers, and the notes they call for."""
+    known, shown = Known(), _Text(symbols)
+    for role, s in [("g", attrs.get("grad")), (spec.out, attrs.get("value"))] + [
         (spec.roles[i], inp.value) for i, inp in inputs.items() if i < len(spec.roles)
     ]:
         t = tensor(s)
@@ -282,17 +300,7 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
     for slot, role in enumerate(spec.roles):
         if slot not in inputs and role in symbols:
             notes.append(f"{symbols[role]} needs no gradient (a constant): nothing is sent to it.")
-    terms = {t.slot: t for t in spec.terms}
-    rules = tuple(
-        _rule(inputs[slot], terms.get(slot), spec, symbols, text, shown, known, g_sym)
-        for slot in sorted(inputs)
-    )
-    unknown = f"{g_sym}: not known (run backward())"
-    incoming = f"{g_sym} = {show(grad)}" if grad is not None else unknown
-    return Card(
-        n, op, not generic, spec.title, spec.forward.format_map(text), incoming, grad, rules,
-        _sums(G, n, inputs, symbols, spec), " ".join(notes),
-    )  # fmt: skip
+    return known, shown, notes
 
 
 def _rule(
