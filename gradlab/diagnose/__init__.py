@@ -103,7 +103,7 @@ def examine(
     look = _looker(subject, batch, target, loss_fn, seed)
     ev = look(graph)
     findings = run_checks(ev)
-    if not graph and _needs_deep_look(ev):
+    if not graph and _needs_deep_look(ev, findings):
         ev = look(True)
         findings = run_checks(ev)
     agreements: list[Agreement] = []
@@ -136,11 +136,11 @@ def run_checks(ev: Evidence) -> list[Finding]:
     return found
 
 
-def _needs_deep_look(ev: Evidence) -> bool:
-    """A finite loss with non-finite gradients needs every node's gradient to find the start."""
+def _needs_deep_look(ev: Evidence, findings: list[Finding]) -> bool:
+    """A finite loss with non-finite gradients whose start the light look could not find."""
     if ev.error is not None or not nonfinite.loss_is_finite(ev) or nonfinite.grads_are_finite(ev):
         return False
-    return ev.graph is None or "backward" not in ev.graph.graph
+    return not any(f.family == "nonfinite" for f in findings)
 
 
 def _looker(

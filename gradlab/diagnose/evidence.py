@@ -35,16 +35,8 @@ class NodeIndex:
         self._seq: dict[tuple[int, str], str] = {}
         self._leaves: dict[int, str] = {}  # id(tensor) -> leaf id
         self._keep: list[torch.Tensor] = []
+        self._start = root.grad_fn if root is not None else None  # walked on first use
         self.root = "out0"
-        if root is not None and root.grad_fn is not None:
-            fns, _ = walk([root.grad_fn])
-            leaf = 0
-            for i, fn in enumerate(fns):
-                self._fns[fn] = f"fn{i}"
-                if type(fn).__name__ == ACCUMULATE:
-                    self._keep.append(fn.variable)
-                    self._leaves[id(fn.variable)] = f"leaf{leaf}"
-                    leaf += 1
         if G is not None:
             for n, attrs in G.nodes(data=True):
                 if attrs.get("kind") == "op" and attrs.get("seq") is not None:
@@ -52,10 +44,23 @@ class NodeIndex:
             roots = G.graph.get("roots") or ["out0"]
             self.root = str(roots[0])
 
+    def _walk(self) -> None:
+        start, self._start = self._start, None
+        fns, _ = walk([start])
+        leaf = 0
+        for i, fn in enumerate(fns):
+            self._fns[fn] = f"fn{i}"
+            if type(fn).__name__ == ACCUMULATE:
+                self._keep.append(fn.variable)
+                self._leaves[id(fn.variable)] = f"leaf{leaf}"
+                leaf += 1
+
     def fn(self, fn: Node | None) -> str | None:
         """The id of an autograd node, if it is in the graph."""
         if fn is None:
             return None
+        if self._start is not None:
+            self._walk()
         found = self._fns.get(fn)
         if found is None and self._seq and type(fn).__name__ != ACCUMULATE:
             found = self._seq.get((fn._sequence_nr(), type(fn).__name__))
@@ -65,12 +70,16 @@ class NodeIndex:
         """The id of the node that made ``t`` (its op) or holds it (a leaf)."""
         if t.grad_fn is not None:
             return self.fn(t.grad_fn)
+        if self._start is not None:
+            self._walk()
         return self._leaves.get(id(t))
 
     def op_of(self, t: torch.Tensor) -> str | None:
         """The op node of a tensor: its ``grad_fn``, or a leaf's ``AccumulateGrad``."""
         if t.grad_fn is not None:
             return self.fn(t.grad_fn)
+        if self._start is not None:
+            self._walk()
         for fn, n in self._fns.items():
             if type(fn).__name__ == ACCUMULATE and fn.variable is t:
                 return n

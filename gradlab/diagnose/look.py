@@ -21,7 +21,7 @@ from torch import nn
 from gradlab.backward import backward
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.loop import LoopWatch
-from gradlab.diagnose.observe import CallWatch, ModuleWatch
+from gradlab.diagnose.observe import CallWatch, ModuleWatch, watch_layers
 from gradlab.errors import GradLabError
 from gradlab.graph import Graph
 from gradlab.record import record
@@ -54,10 +54,10 @@ def look_model(
     for p in model.parameters():
         p.grad = None  # the gradients of this batch alone
     ev = Evidence(model=model, params=dict(model.named_parameters()))
-    calls, modules = CallWatch(), ModuleWatch(model)
+    calls = CallWatch()
     with _seeded(seed, ev.warnings):
         try:
-            with record() if deep else contextlib.nullcontext(), calls, modules:
+            with record() if deep else contextlib.nullcontext(), calls:
                 out = model(inputs)
                 if loss_fn is None:
                     ev.loss = out
@@ -65,10 +65,17 @@ def look_model(
                     ev.loss = loss_fn(out, target) if target is not None else loss_fn(out)
         except Exception as exc:
             ev.error = exc
-        ev.calls, ev.modules = calls.calls, modules.calls
-        if ev.loss is not None:
+        ev.calls = calls.calls
+        ev.modules = watch_layers(ev.calls, model, ev.params)
+        if ev.loss is not None and (deep or _finite(ev.loss)):
             _backward(ev, deep)
+        elif ev.loss is not None:  # a non-finite loss: the forward pass holds the answer
+            ev.index = NodeIndex(ev.loss)
     return ev
+
+
+def _finite(loss: Any) -> bool:
+    return not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss.detach()).all())
 
 
 def _backward(ev: Evidence, deep: bool) -> None:
@@ -82,8 +89,8 @@ def _backward(ev: Evidence, deep: bool) -> None:
         if deep and loss.grad_fn is not None:
             ev.graph = trace(loss, model=ev.model, histograms=True)
             backward(loss, ev.graph, histograms=True)
-        else:
-            loss.backward()  # type: ignore[no-untyped-call]
+        else:  # kept for a second, hooked pass if the gradients are not finite
+            loss.backward(retain_graph=True)  # type: ignore[no-untyped-call]
         ev.backward_ran = True
     except Exception as exc:
         ev.error = exc
@@ -169,7 +176,7 @@ def look_program(source: str) -> Evidence:
     """Run a tensor program with the safe interpreter, watched; errors become evidence."""
     from gradlab.program import run_program
 
-    calls, modules = CallWatch(), ModuleWatch()
+    calls, modules = CallWatch(skip_gradlab=True), ModuleWatch()
     loop = LoopWatch(calls)
     with calls, modules, loop:
         result = run_program(source)

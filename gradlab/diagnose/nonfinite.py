@@ -11,6 +11,7 @@ the forward finding; a finite loss with NaN gradients the backward one.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
 from gradlab.graph import Graph, TensorSummary, engine_order
+from gradlab.trace import walk
 
 Range = tuple[float | None, float | None]  # (min, max) of an input's finite entries
 _LOG = ("log", "log2", "log10", "log1p", "log_", "xlogy")
@@ -53,7 +55,12 @@ def loss_is_finite(ev: Evidence) -> bool:
 def grads_are_finite(ev: Evidence) -> bool:
     """Whether the checked leaves' gradients (or the graph's leaf gradients) are finite."""
     if ev.params:
-        return all(finite(g) for g in ev.grads().values())
+        grads = [g.detach() for g in ev.grads().values() if g.is_floating_point()]
+        if not grads:
+            return True
+        # One norm per gradient in one call: a NaN or an inf anywhere makes its norm non-finite.
+        norms = torch._foreach_norm(grads)
+        return bool(torch.isfinite(torch.stack(list(norms))).all())
     G = ev.graph
     if G is None:
         return True
@@ -69,10 +76,13 @@ def find(ev: Evidence) -> list[Finding]:
         if found is not None:
             return [found]
         return [f] if (f := _forward_from_graph(ev.graph)) is not None else []
-    if not grads_are_finite(ev) and ev.graph is not None:
+    if grads_are_finite(ev):
+        return []
+    if ev.graph is not None and "backward" in ev.graph.graph:
         found = backward_culprit(ev.graph)
-        return [found] if found is not None else []
-    return []
+    else:
+        found = live_backward_culprit(ev)
+    return [found] if found is not None else []
 
 
 def forward_culprit(calls: list[Call], ev: Evidence) -> Finding | None:
@@ -123,6 +133,71 @@ def backward_culprit(G: Graph) -> Finding | None:
         ranges: list[Range] = [(s["min"], s["max"]) for s in values if s and s["min"] is not None]
         return _backward_finding(str(attrs.get("op")), ranges, (bad["nan"], bad["inf"]), n)
     return None
+
+
+class _Found(Exception):
+    """Raised in a hook to stop the backward pass at the culprit."""
+
+    def __init__(self, fn: Any, counts: tuple[int, int]) -> None:
+        super().__init__()
+        self.fn, self.counts = fn, counts
+
+
+def live_backward_culprit(ev: Evidence) -> Finding | None:
+    """Run backward again on the retained graph, hooked, and stop at the first bad node.
+
+    Needs the graph kept by ``backward(retain_graph=True)``; ``None`` when it was freed.
+    Gradients go to ``torch.autograd.grad``, so ``.grad`` is left as it was.
+    """
+    loss = ev.loss
+    if loss is None or loss.grad_fn is None:
+        return None
+    fns, _ = walk([loss.grad_fn])
+    leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+    handles = [fn.register_hook(_stop_at_culprit(fn)) for fn in fns
+               if type(fn).__name__ != "AccumulateGrad"]  # fmt: skip
+    try:
+        torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=True)
+    except _Found as found:
+        ranges = [_range(t) for t in _inputs_of(found.fn, ev.calls or [])]
+        n = ev.index.fn(found.fn)
+        return _backward_finding(type(found.fn).__name__, ranges, found.counts, n or "")
+    except RuntimeError:
+        return None  # the graph was freed: the deep look finds it
+    finally:
+        for handle in handles:
+            handle.remove()
+    return None
+
+
+def _stop_at_culprit(fn: Any) -> Any:
+    def hook(
+        sent: tuple[torch.Tensor | None, ...], arrived: tuple[torch.Tensor | None, ...]
+    ) -> None:
+        # The first node to send a non-finite gradient received finite ones: had one
+        # arrived non-finite, the node that sent it would have stopped the pass first.
+        for g in sent:
+            if g is not None and g.is_floating_point() and not bool(torch.isfinite(g).all()):
+                raise _Found(fn, _counts(g))
+
+    return hook
+
+
+def _inputs_of(fn: Any, calls: list[Call]) -> list[torch.Tensor]:
+    """The forward inputs of an autograd node: the outputs of its children, from the log."""
+    children = [(c, k) for c, k in fn.next_functions if c is not None]
+    found: list[torch.Tensor] = []
+    for child, k in children:
+        if type(child).__name__ == "AccumulateGrad":
+            found.append(child.variable)
+            continue
+        for call in calls:
+            out = next((o for o in call.outputs() if isinstance(o, torch.Tensor)
+                        and o.grad_fn is child and o.output_nr == k), None)  # fmt: skip
+            if out is not None:
+                found.append(out)
+                break
+    return [t.detach()[torch.isfinite(t.detach())] for t in found if t.is_floating_point()]
 
 
 def _value_of(G: Graph, u: str) -> TensorSummary | None:
@@ -211,7 +286,7 @@ def _backward_finding(op: str, ranges: list[Range], counts: tuple[int, int], n: 
     return Finding(
         kind="nonfinite_backward",
         severity="error",
-        nodes=(n,),
+        nodes=(n,) if n else (),
         title=f"The first NaN/Inf of the backward pass comes from {op}",
         explanation=f"The loss is finite, but {op} is the first node, in the order backward ran, "
         f"that received a finite gradient and sent a non-finite one ({nan} NaN, {inf} inf); its "

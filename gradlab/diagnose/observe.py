@@ -7,9 +7,10 @@
   With ``capture_backward`` it also turns each ``backward()`` into
   :func:`gradlab.backward` on a freshly traced graph, so the gradient each
   node sent is known (the deep look, only when a problem needs it).
-* :class:`ModuleWatch` keeps the output of every ``nn.Module`` call, in the
-  order the calls finish, through a global forward hook that exists only while
-  some thread watches.
+* :class:`ModuleWatch` keeps every call of a layer (a module with parameters
+  of its own), in the order the calls finish, and the size of the gradient its
+  output receives in backward, through a global forward hook that exists only
+  while some thread watches.
 
 Both keep live references only; nothing is summarised while the code runs.
 """
@@ -68,10 +69,13 @@ class Captured:
 class CallWatch(TorchFunctionMode):
     """Keep every torch function and tensor method call made inside the block."""
 
-    def __init__(self, capture_backward: bool = False, limit: int = 200_000) -> None:
+    def __init__(
+        self, capture_backward: bool = False, limit: int = 200_000, skip_gradlab: bool = False
+    ) -> None:
         super().__init__()
         self.calls: list[Call] = []
         self.capture_backward = capture_backward
+        self.skip_gradlab = skip_gradlab  # leave out the calls GradLab's own machinery makes
         self.backwards: list[Captured] = []
         self.limit = limit  # calls kept; later ones run unseen (a long training loop)
 
@@ -82,7 +86,7 @@ class CallWatch(TorchFunctionMode):
             out = self._backward(func, args, kwargs or {})
         else:
             out = func(*args, **kwargs) if kwargs else func(*args)
-        if len(self.calls) < self.limit and not _from_gradlab():
+        if len(self.calls) < self.limit and not (self.skip_gradlab and _from_gradlab()):
             # A tight loop: keep references only.
             self.calls.append(Call(func, args, kwargs, out, torch.is_grad_enabled()))
         return out
@@ -177,7 +181,7 @@ _users = 0
 
 @dataclass
 class ModuleWatch:
-    """Keep every module call of this thread inside the ``with`` block."""
+    """Keep every layer call of this thread inside the ``with`` block."""
 
     model: nn.Module | None = None
     calls: list[ModuleCall] = field(default_factory=list)
@@ -187,6 +191,7 @@ class ModuleWatch:
             {id(m): n for n, m in self.model.named_modules()} if self.model is not None else {}
         )
         self._outer: ModuleWatch | None = None
+        self._layers: dict[nn.Module, bool] = {}  # whether a module has parameters of its own
 
     def __enter__(self) -> ModuleWatch:
         _acquire_hooks()
@@ -199,13 +204,18 @@ class ModuleWatch:
         _release_hooks()
 
     def record(self, module: nn.Module, output: Any) -> None:
-        """Keep one finished call (called by the global hook)."""
+        """Keep one finished call of a layer (called by the global hook)."""
+        layer = self._layers.get(module)
+        if layer is None:
+            layer = self._layers[module] = next(module.parameters(False), None) is not None
+        if not layer:
+            return
         name = self._names.get(id(module), type(module).__name__)
         call = ModuleCall(module, name, output)
         self.calls.append(call)
-        first = tensors_in(output)[:1]
-        if first and first[0].requires_grad and next(module.parameters(False), None) is not None:
-            first[0].register_hook(call.keep_grad)  # type: ignore[no-untyped-call]  # layers only: modules with parameters
+        first = output if isinstance(output, torch.Tensor) else next(iter(tensors_in(output)), None)
+        if first is not None and first.requires_grad:
+            first.register_hook(call.keep_grad)  # type: ignore[no-untyped-call]
 
 
 def _on_module_done(module: nn.Module, args: Any, output: Any) -> None:
@@ -234,3 +244,33 @@ def _release_hooks() -> None:
             for handle in _hooks:
                 handle.remove()
             _hooks.clear()
+
+
+def watch_layers(
+    calls: list[Call], model: nn.Module, params: dict[str, torch.Tensor]
+) -> list[ModuleCall]:
+    """Layer calls read from a call log, with a hook for the gradient each output receives.
+
+    A layer call is a torch call that takes a parameter of ``model`` together with
+    an activation (``F.linear(x, weight, bias)``); it is named after the module that
+    owns the parameter. Cheaper than :class:`ModuleWatch`: no module hook slows the
+    forward pass, and the hooks go on only after it.
+    """
+    owner = {id(p): name.rpartition(".")[0] for name, p in params.items()}
+    layers: list[ModuleCall] = []
+    for call in calls:
+        inputs = [a for a in call.inputs() if isinstance(a, torch.Tensor)]
+        names = [owner[id(a)] for a in inputs if id(a) in owner]
+        if not names or len(names) == len(inputs):  # no parameter, or nothing but parameters
+            continue
+        out = (
+            call.out
+            if isinstance(call.out, torch.Tensor)
+            else next(iter(tensors_in(call.out)), None)
+        )
+        if out is None or out.grad_fn is None:
+            continue
+        layer = ModuleCall(model.get_submodule(names[0]), names[0], out)
+        out.register_hook(layer.keep_grad)  # type: ignore[no-untyped-call]
+        layers.append(layer)
+    return layers

@@ -37,7 +37,6 @@ class Layer:
 
     name: str
     rms: float  # root mean square of dL/d(output)
-    node: str | None  # the leaf of its first parameter
 
 
 def profile(ev: Evidence) -> list[Layer]:
@@ -45,15 +44,20 @@ def profile(ev: Evidence) -> list[Layer]:
 
     A layer called several times (a training loop) shows its last call's gradient.
     """
-    last: dict[int, tuple[int, str, float, str | None]] = {}
+    last: dict[int, tuple[int, str, float]] = {}
     for i, call in enumerate(ev.modules):
         if call.grad_rms is None:
             continue
-        first = last.get(id(call.module), (i, "", 0.0, None))[0]
-        param = next(call.module.parameters(recurse=False), None)
-        node = ev.index.tensor(param) if param is not None else None
-        last[id(call.module)] = (first, call.name, call.grad_rms, node)
-    return [Layer(name, rms, node) for _, name, rms, node in sorted(last.values())]
+        first = last.get(id(call.module), (i, "", 0.0))[0]
+        last[id(call.module)] = (first, call.name, call.grad_rms)
+    return [Layer(name, rms) for _, name, rms in sorted(last.values())]
+
+
+def _node(ev: Evidence, layer: Layer) -> str | None:
+    """The leaf of the layer's first parameter, as a node of the loss's graph."""
+    module = next((c.module for c in ev.modules if c.name == layer.name), None)
+    param = next(module.parameters(recurse=False), None) if module is not None else None
+    return ev.index.tensor(param) if param is not None else None
 
 
 def find(ev: Evidence) -> list[Finding]:
@@ -70,7 +74,8 @@ def find(ev: Evidence) -> list[Finding]:
     ratio = first.rms / last.rms
     table = ", ".join(f"{layer.name or '(top)'} {layer.rms:.2g}" for layer in layers[:8])
     more = f", … ({len(layers)} layers)" if len(layers) > 8 else ""
-    nodes = (first.node,) if first.node else ()
+    node = _node(ev, first) if ratio < VANISH or ratio > EXPLODE else None
+    nodes = (node,) if node else ()
     if ratio < VANISH:
         return [Finding(
             "vanishing", "warning", nodes,
@@ -139,17 +144,10 @@ def _activations(ev: Evidence) -> list[Finding]:
 
 def _activation_outputs(ev: Evidence) -> list[tuple[str, torch.Tensor]]:
     found: list[tuple[str, torch.Tensor]] = []
-    if ev.calls is not None:
-        for call in ev.calls:
-            kind = _ACTIVATIONS.get(call.name)
-            if kind is not None and isinstance(call.out, torch.Tensor):
-                found.append((kind, call.out))
-        return found
-    names = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
-    for m in ev.modules:
-        kind = names.get(type(m.module).__name__)
-        if kind is not None and isinstance(m.output, torch.Tensor):
-            found.append((kind, m.output))
+    for call in ev.calls or ():
+        kind = _ACTIVATIONS.get(call.name)
+        if kind is not None and isinstance(call.out, torch.Tensor):
+            found.append((kind, call.out))
     return found
 
 

@@ -1,0 +1,214 @@
+"""What diagnosing costs, as ratios to a training step and to a plain forward + backward.
+
+Run: python benchmarks/bench_diagnose.py [--layers 12] [--repeat 15]
+
+Every subject and its baseline are timed in the same run, interleaved, and the
+table shows medians and the best of the runs (the least disturbed on a shared
+machine). Ratios matter, not absolute times.
+
+* diagnose: ``gradlab.diagnose(model, x, target=y, loss_fn=mse)`` on a healthy
+  12-layer transformer encoder whose traced graph has about 1,000 nodes, against
+  one training step on it (zero_grad, forward, loss, backward, SGD step); a plain
+  forward + backward, anomaly mode's, and ``examine(graph=True)`` (what the
+  Debugger page draws: values and gradients on every node) alongside.
+* first NaN: the same encoder with ``log(relu(x))`` after its middle layer
+  (log 0 = -inf). ``gradlab.diagnose`` names the op and the range of its
+  inputs; the baseline is a plain forward + backward, and PyTorch's anomaly mode
+  (``detect_anomaly(check_nan=True)``, which raises naming the backward op)
+  is timed alongside. With NaN and inf flowing through attention, PyTorch's own
+  forward + backward is many times slower than on the healthy model, and anomaly
+  mode can come out cheaper than the plain pass: it raises at the first NaN of the
+  backward pass and skips the rest.
+* backward NaN: ``torch.where`` masking ``sqrt`` of negatives in the same place
+  (finite loss, NaN gradient), which needs the deep look (every node's gradient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import gradlab
+from gradlab.diagnose import examine
+from gradlab.models import TransformerEncoder
+
+Timing = Callable[[], float]
+
+
+def timed(work: Callable[[], object]) -> Timing:
+    """A timing of one call of ``work``."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
+    return run
+
+
+def compare(cases: dict[str, Timing], repeat: int) -> dict[str, tuple[float, float]]:
+    """(median, minimum) seconds of each case, the cases interleaved round by round."""
+    for timing in cases.values():
+        timing()  # warm up
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, timing in cases.items():
+            gc.collect()
+            samples[name].append(timing())
+    return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
+
+
+class LogOf(nn.Module):
+    """log of the ReLU of its input (zeros give -inf).
+
+    ``masked``: ``where(x > 0, sqrt(x), 0)`` instead, finite in forward, but the
+    masked entries still send ``0 / (2 sqrt(x)) = NaN`` back through sqrt.
+    """
+
+    def __init__(self, masked: bool) -> None:
+        super().__init__()
+        self.masked = masked
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.masked:
+            return torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))
+        return torch.log(torch.relu(x))
+
+
+class Poisoned(nn.Module):
+    """The encoder with a :class:`LogOf` after its middle layer."""
+
+    def __init__(self, encoder: TransformerEncoder, masked: bool) -> None:
+        super().__init__()
+        self.layers = encoder.layers
+        self.log = LogOf(masked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)  # (B, T, d_model)
+            if i == len(self.layers) // 2:
+                x = self.log(x)
+        return x
+
+
+def encoder(layers: int, d_model: int) -> TransformerEncoder:
+    """A healthy encoder: fixed seed, dropout on as in training."""
+    torch.manual_seed(0)
+    return TransformerEncoder(layers, d_model, heads=4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--d-model", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: "
+                        "steadier on a shared machine)")  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = encoder(args.layers, args.d_model)
+    x, y = torch.randn(2, 8, args.d_model), torch.randn(2, 8, args.d_model)  # (B, T, C)
+    loss_fn = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    nodes = gradlab.trace(loss_fn(model(x), y), model=model, values=False).number_of_nodes()
+    assert gradlab.diagnose(model, x, target=y, loss_fn=loss_fn) == []  # healthy: silent
+
+    def train_step() -> None:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    def plain(m: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            m.zero_grad()
+            loss_fn(m(x), y).backward()
+
+        return run
+
+    def anomaly(m: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            m.zero_grad()
+            with warnings.catch_warnings():  # anomaly mode prints the forward's traceback
+                warnings.simplefilter("ignore")
+                try:
+                    with torch.autograd.detect_anomaly(check_nan=True):
+                        loss_fn(m(x), y).backward()
+                except RuntimeError:
+                    pass  # "Function 'SqrtBackward0' returned nan values in its 0th output."
+
+        return run
+
+    clean = compare(
+        {
+            "one training step": timed(train_step),
+            "plain forward + backward": timed(plain(model)),
+            "anomaly mode forward + backward": timed(anomaly(model)),
+            "gradlab.diagnose": timed(
+                lambda: gradlab.diagnose(model, x, target=y, loss_fn=loss_fn)
+            ),
+            "examine(graph=True), for the page": timed(
+                lambda: examine(model, x, target=y, loss_fn=loss_fn, graph=True)
+            ),
+        },
+        args.repeat,
+    )
+
+    nan_model = Poisoned(encoder(args.layers, args.d_model), masked=False)
+    (finding,) = gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
+    assert (finding.kind, finding.cause) == ("nonfinite_forward", "log"), finding
+
+    forward_nan = compare(
+        {
+            "plain forward + backward": timed(plain(nan_model)),
+            "gradlab.diagnose: first NaN": timed(
+                lambda: gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
+            ),
+            "anomaly mode forward + backward": timed(anomaly(nan_model)),
+        },
+        args.repeat,
+    )
+
+    masked = Poisoned(encoder(args.layers, args.d_model), masked=True)
+    (finding,) = gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
+    assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt"), finding
+    backward_nan = compare(
+        {
+            "plain forward + backward": timed(plain(masked)),
+            "gradlab.diagnose: first NaN in backward": timed(
+                lambda: gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
+            ),
+            "anomaly mode forward + backward": timed(anomaly(masked)),
+        },
+        args.repeat,
+    )
+
+    print(f"Transformer encoder, {args.layers} layers, d_model {args.d_model}: {nodes} graph nodes")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeat}\n"
+    )
+    rows = [
+        ("healthy model", clean, "one training step"),
+        ("NaN made in forward (log 0)", forward_nan, "plain forward + backward"),
+        ("NaN only in backward (where + sqrt)", backward_nan, "plain forward + backward"),
+    ]
+    print(f"{'measure':<44} {'median ms':>10} {'ratio':>7} {'best ms':>8} {'ratio':>7}")
+    for title, table, baseline in rows:
+        print(f"-- {title}")
+        base_median, base_best = table[baseline]
+        for name, (median, best) in table.items():
+            print(
+                f"{name:<44} {median * 1000:10.1f} {median / base_median:6.2f}x "
+                f"{best * 1000:8.1f} {best / base_best:6.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
