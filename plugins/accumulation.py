@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gradlab.data import points
-from gradlab.plugins import BoolParam, IntParam, Parts, Scenario, Setup
+from gradlab.plugins import BoolParam, IntParam, Parts, Picture, Scenario, Setup
 from gradlab.train import StepContext
 
 
@@ -76,7 +77,33 @@ def build(setup: Setup) -> Parts:
         optimizer.step()
         return total
 
-    return Parts(model=model, batches=[(x, y)], loss_fn=loss_fn, optimizer=optimizer, step=step)
+    def illustrate() -> list[Picture]:
+        xs = x[: max(1, len(x) // parts_count)].to(setup.device)
+        return [Picture("Saved for backward, one micro-batch", memory_figure(model, xs))]
+
+    return Parts(
+        model=model,
+        batches=[(x, y)],
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        step=step,
+        illustrate=illustrate,
+    )
+
+
+def memory_figure(model: Deep, xs: torch.Tensor) -> go.Figure:
+    """Bytes autograd saves for one forward, without and with checkpointing, side by side."""
+    chosen = model.checkpointed
+    kib = {}
+    with torch.enable_grad():  # pictures are drawn under no_grad: nothing would be saved
+        for label, flag in (("plain", False), ("checkpointed", True)):
+            model.checkpointed = flag
+            kib[label] = saved_bytes(lambda: model(xs))[1] / 1024
+    model.checkpointed = chosen
+    colours = ["#c0392b" if (label == "checkpointed") == chosen else "#95a5a6" for label in kib]
+    figure = go.Figure(go.Bar(x=list(kib), y=list(kib.values()), marker_color=colours))
+    figure.update_layout(yaxis_title="KiB saved for backward", height=300)
+    return figure
 
 
 SCENARIO = Scenario(
@@ -89,7 +116,7 @@ SCENARIO = Scenario(
         "of the whole batch at once (rounding only). With `checkpoint` on, the hidden stack runs "
         "under `torch.utils.checkpoint`: its activations are not saved but recomputed during "
         "backward, and `saved_kib_per_micro_batch` (bytes autograd saved for one micro-batch) "
-        "drops. Compare two runs, with and without, in the runs list."
+        "drops; a bar chart shows both, side by side, for the model as it trains."
     ),
     build=build,
     params=(

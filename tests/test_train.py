@@ -265,3 +265,14 @@ def test_cuda_run_matches_cpu_run() -> None:
     assert gpu[0].nodes is not None and cpu[0].nodes is not None
     assert gpu[0].nodes.ids == cpu[0].nodes.ids
     assert gpu[0].nodes.norms == pytest.approx(cpu[0].nodes.norms, rel=1e-4)
+
+
+def test_accumulation_draws_saved_memory_with_and_without_checkpointing() -> None:
+    scenario = discover().get("accumulation")
+    trainer = Trainer(scenario, configure(scenario, {"checkpoint": True}, steps=2, every=0))
+    trainer.step()
+    (picture,) = trainer.pictures()
+    bar = picture.figure.data[0]
+    kib = dict(zip(bar.x, bar.y, strict=True))
+    assert kib["plain"] > 2 * kib["checkpointed"] > 0
+    assert trainer.parts.model.checkpointed is True  # drawing leaves the choice as it was
