@@ -284,3 +284,39 @@ def test_a_model_s_backward_nan_is_found_on_the_retained_graph() -> None:
     assert [(f.kind, f.nodes) for f in report.findings] == [(light.kind, light.nodes)]
     assert report.graph is not None
     assert report.graph.nodes[light.nodes[0]]["op"] == "SqrtBackward0"
+
+
+def test_a_truncated_call_log_does_not_claim_a_leaf_was_unused() -> None:
+    from gradlab.diagnose import gradients
+    from gradlab.diagnose.evidence import Evidence
+    from gradlab.diagnose.observe import CallWatch
+
+    w = torch.ones(2, requires_grad=True)
+    b0 = torch.ones(1, requires_grad=True)
+    with CallWatch(limit=0) as calls:  # nothing kept: the detach is not seen
+        loss = (w.detach() * 3 + b0).sum()
+    loss.backward()
+    assert calls.truncated and calls.calls == []
+    ev = Evidence(loss=loss, params={"w": w, "b": b0}, calls=calls.calls, backward_ran=True,
+                  calls_complete=False)  # fmt: skip
+    (finding,) = gradients.find(ev)
+    assert (finding.cause, finding.where) == ("unreached", "w")
+
+
+def test_loop_watch_ignores_steps_made_by_other_threads() -> None:
+    import threading
+
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step() -> None:
+        model(torch.ones(1, 2)).sum().backward()
+        opt.step()
+
+    with LoopWatch() as loop:
+        other = threading.Thread(target=step)
+        other.start()
+        other.join()
+        assert loop.steps == []
+        step()
+    assert len(loop.steps) == 1

@@ -97,6 +97,7 @@ class Evidence:
     params: dict[str, torch.Tensor] = field(default_factory=dict)
     index: NodeIndex = field(default_factory=NodeIndex)
     calls: list[Call] | None = None
+    calls_complete: bool = True  # False: the log stopped at its limit, so "unused" is unsure
     modules: list[ModuleCall] = field(default_factory=list)
     error: BaseException | None = None  # what the code raised
     error_node: str | None = None  # the node the error points at, when known

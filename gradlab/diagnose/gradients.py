@@ -59,6 +59,13 @@ _TEXT: dict[str, tuple[str, str, str]] = {
         "Run the forward pass that the loss depends on outside `with torch.no_grad():` "
         "(keep no_grad for evaluation and for parameter updates).",
     ),
+    "unreached": (
+        "Leaves the loss never reached",
+        "backward() did not reach these leaves, so their .grad stays None. The code made "
+        "more torch calls than GradLab keeps, so it cannot say where the path broke.",
+        "Check that the loss is computed from them, outside torch.no_grad(), without "
+        ".detach() or .data; diagnose a shorter run (one step) to see the place.",
+    ),
     "other": (
         "The gradient path is cut",
         "An op on the way from these leaves to the loss returned a result without history "
@@ -108,7 +115,8 @@ def find(ev: Evidence) -> list[Finding]:
     rejoin: dict[tuple[str, int], str | None] = {}
     for name in missing:
         cut = find_cut(ev.calls, ev.params[name], ev) if ev.calls is not None else None
-        key = (cut.cause, cut.at) if cut else ("unused", -1)
+        unsure = "unused" if ev.calls_complete else "unreached"
+        key = (cut.cause, cut.at) if cut else (unsure, -1)
         groups.setdefault(key, []).append(name)
         rejoin[key] = cut.rejoin if cut else None
     for (cause, _), names in groups.items():

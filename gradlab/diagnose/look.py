@@ -65,7 +65,7 @@ def look_model(
                     ev.loss = loss_fn(out, target) if target is not None else loss_fn(out)
         except Exception as exc:
             ev.error = exc
-        ev.calls = calls.calls
+        ev.calls, ev.calls_complete = calls.calls, not calls.truncated
         ev.modules = watch_layers(ev.calls, model, ev.params)
         if ev.loss is not None and (deep or _finite(ev.loss)):
             _backward(ev, deep)
@@ -111,6 +111,7 @@ def look_callable(func: Callable[[], object], *, deep: bool = False, seed: int =
         except Exception as exc:
             ev.error = exc
     ev.calls, ev.modules = calls.calls, modules.calls
+    ev.calls_complete = not calls.truncated
     ev.steps, ev.optimizers = loop.steps, loop.optimizers
     if ev.error is not None:
         _graph_of_last(ev)
@@ -184,6 +185,7 @@ def look_program(source: str) -> Evidence:
     if error is not None and error.kind != "runtime":
         raise GradLabError(f"The program did not run: {error.describe()}")
     ev = Evidence(calls=calls.calls, modules=modules.calls, steps=loop.steps)
+    ev.calls_complete = not calls.truncated
     ev.optimizers = loop.optimizers
     ev.graph = result.graph
     ev.index = NodeIndex(None, result.graph)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +58,10 @@ class LoopWatch:
         self._before: list[torch.Tensor] = []
         self._grad = 0.0
         self._handles: list[Any] = []
+        self._thread = threading.get_ident()  # the hooks are global: steps of other threads
 
     def __enter__(self) -> LoopWatch:
+        self._thread = threading.get_ident()
         self._handles = [
             register_optimizer_step_pre_hook(self._pre),
             register_optimizer_step_post_hook(self._post),
@@ -74,6 +77,8 @@ class LoopWatch:
         return [p for group in optimizer.param_groups for p in group["params"]]
 
     def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if threading.get_ident() != self._thread:
+            return
         if all(o is not optimizer for o in self.optimizers):
             self.optimizers.append(optimizer)
         with torch.no_grad():
@@ -84,6 +89,8 @@ class LoopWatch:
         self._loss = self._last_loss()
 
     def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if threading.get_ident() != self._thread or not self._before:
+            return
         with torch.no_grad():
             params = self._params(optimizer)
             moved = math.sqrt(sum(

@@ -78,6 +78,7 @@ class CallWatch(TorchFunctionMode):
         self.skip_gradlab = skip_gradlab  # leave out the calls GradLab's own machinery makes
         self.backwards: list[Captured] = []
         self.limit = limit  # calls kept; later ones run unseen (a long training loop)
+        self.truncated = False
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
@@ -86,7 +87,9 @@ class CallWatch(TorchFunctionMode):
             out = self._backward(func, args, kwargs or {})
         else:
             out = func(*args, **kwargs) if kwargs else func(*args)
-        if len(self.calls) < self.limit and not (self.skip_gradlab and _from_gradlab()):
+        if len(self.calls) >= self.limit:
+            self.truncated = True
+        elif not (self.skip_gradlab and _from_gradlab()):
             # A tight loop: keep references only.
             self.calls.append(Call(func, args, kwargs, out, torch.is_grad_enabled()))
         return out
