@@ -31,7 +31,7 @@ class Rule:
 
     slot: int
     input: str  # node id of the input's producer
-    name: str  # the input as the card calls it: its tensor name, or its producer's op
+    name: str  # the input's symbol in the formula: its tensor name, a leaf's id, or "a"
     formula: str  # "∂L/∂x = ∂L/∂y · 2·x"
     numbers: str  # the same with the numbers in: "∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]"
     result: TensorSummary | None  # what the engine sent down the edge
@@ -148,7 +148,7 @@ class _Input:
     slot: int
     node: str
     name: str | None  # tensor name
-    label: str  # producer's op, or the leaf's label
+    leaf: str | None  # the leaf's node id, when the input is a leaf
     op: str
     value: TensorSummary | None
     shape: list[int] | None
@@ -166,14 +166,14 @@ def _inputs(G: Graph, n: str) -> dict[int, _Input]:
             continue
         p: NodeAttrs = G.nodes[u]
         op = str(p.get("op") or "")
-        source = p
+        source, leaf = p, None
         if op == "AccumulateGrad":
             leaf = next(iter(G.predecessors(u)), None)
             source = G.nodes[leaf] if leaf is not None else p
         own = op == "AccumulateGrad" or data.get("output", 0) == 0
         value = source.get("value") if own else None
         found[data["slot"]] = _Input(
-            data["slot"], u, source.get("name"), str(source.get("label") or op), op, value,
+            data["slot"], u, source.get("name"), leaf, op, value,
             (value["shape"] if value else source.get("shape")) if own else None, data.get("grad"),
         )  # fmt: skip
     return found
@@ -231,8 +231,18 @@ class _Text(dict[str, str]):
         return key
 
 
-def _symbols(spec: Spec, inputs: dict[int, _Input], out_name: str | None) -> dict[str, str]:
-    """Role -> the symbol the formula uses: the tensor's name when short, else the role."""
+def _symbols(
+    spec: Spec, inputs: dict[int, _Input], out_name: str | None, taken: set[str]
+) -> dict[str, str]:
+    """Role -> the symbol the formula uses: the tensor's name when short; an unnamed leaf's
+    node id (as the graph labels it); else the role's symbol, primed if a tensor of the
+    graph has that name."""
+
+    def pick(name: str | None, default: str, other: str) -> str:
+        if name and _NAME.match(name):
+            return name
+        return other if default in taken else default
+
     symbols: dict[str, str] = {}
     by_node: dict[str, str] = {}
     for slot, role in enumerate(spec.roles):
@@ -241,12 +251,16 @@ def _symbols(spec: Spec, inputs: dict[int, _Input], out_name: str | None) -> dic
             symbols[role] = by_node[inp.node]
             continue
         default = spec.symbols.get(role, role)
-        name = inp.name if inp is not None else None
-        chosen = name if name and _NAME.match(name) and name not in symbols.values() else default
+        if inp is None:
+            chosen = default
+        else:
+            chosen = pick(inp.name or inp.leaf, default, default + "′")
+            by_node[inp.node] = chosen
         symbols[role] = chosen if chosen not in symbols.values() else f"{default}{slot}"
         if inp is not None:
             by_node[inp.node] = symbols[role]
-    out = out_name if out_name and _NAME.match(out_name) else spec.symbols.get(spec.out, spec.out)
+    default = spec.symbols.get(spec.out, spec.out)
+    out = pick(out_name, default, default + "′")
     symbols[spec.out] = out if out not in symbols.values() else out + "′"
     return symbols
 
@@ -257,7 +271,8 @@ def _op_card(G: Graph, n: str, inputs: dict[int, _Input], spec: Spec | None) -> 
     generic = spec is None
     if spec is None:
         spec = _generic(op, inputs)
-    symbols = _symbols(spec, inputs, attrs.get("name"))
+    taken = {name for _, name in G.nodes(data="name") if name}
+    symbols = _symbols(spec, inputs, attrs.get("name"), taken)
     g_sym = f"∂L/∂{symbols[spec.out]}"
     grad = attrs.get("grad")
     text = _Text({**symbols, "g": g_sym})
@@ -300,6 +315,11 @@ def _values(
     for slot, role in enumerate(spec.roles):
         if slot not in inputs and role in symbols:
             notes.append(f"{symbols[role]} needs no gradient (a constant): nothing is sent to it.")
+            if role not in known and any("{" + role + "}" in t.rhs for t in spec.terms):
+                notes.append(
+                    f"Its numbers are not in this graph (trace with show_saved=True before "
+                    f"backward() to keep the tensors the op saved, {symbols[role]} among them)."
+                )
     return known, shown, notes
 
 
@@ -311,7 +331,7 @@ def _rule(
     lhs = f"∂L/∂{symbols.get(role, role)}"
     if term is None:
         rhs = f"PyTorch's {spec.title} derivative applied to {g_sym}"
-        return Rule(inp.slot, inp.node, inp.name or inp.label, f"{lhs} = {rhs}",
+        return Rule(inp.slot, inp.node, symbols.get(role, role), f"{lhs} = {rhs}",
                     f"{lhs} = {show(inp.sent)}", inp.sent, None, None)  # fmt: skip
     computed, summed = _evaluate(term.compute, known, inp.shape)
     numbers = f"{lhs} = {term.rhs.format_map(shown)}"
@@ -319,7 +339,7 @@ def _rule(
     if computed is not None:
         numbers += f"{broadcast} = {show(computed)}"
     return Rule(
-        inp.slot, inp.node, inp.name or inp.label,
+        inp.slot, inp.node, symbols.get(role, role),
         f"{lhs} = {term.rhs.format_map(text)}"
         + (" (summed over the broadcast dims)" if summed else ""),
         numbers, inp.sent, computed, _agrees(computed, inp.sent),
@@ -402,7 +422,7 @@ def _accumulate_card(G: Graph, n: str) -> Card:
     leaf = next(iter(G.predecessors(n)), None)
     attrs = G.nodes[n]
     la: NodeAttrs = G.nodes[leaf] if leaf is not None else {}
-    name = la.get("name") or "x"
+    name = la.get("name") or str(leaf)
     grad, accumulated = attrs.get("grad"), la.get("grad")
     sent = G.edges[leaf, n, 0].get("grad") if leaf is not None else None
     incoming = grad or sent

@@ -347,6 +347,24 @@ def test_y_times_y_shows_the_sum_where_two_paths_meet() -> None:
     assert add.sums and add.sums[0].text == meet.text
 
 
+def test_playground_programs_name_tensors_as_the_graph_does() -> None:
+    from gradlab import examples
+    from gradlab.program import run_program
+
+    G = run_program(examples.get("chain").source).graph  # type: ignore[union-attr]
+    assert G is not None
+    square = next(n for n in G if G.nodes[n].get("op") == "MulBackward0" and G.in_degree(n) == 2)
+    assert card(G, square).forward == "z′ = y ⊙ y"  # its output has no name, and z is taken
+    G = run_program(examples.get("linear_step").source).graph  # type: ignore[union-attr]
+    assert G is not None
+    linear = _card_of(G, "AddmmBackward0")
+    bias = next(r for r in linear.rules if r.slot == 0)
+    assert G.nodes[bias.name]["kind"] == "leaf"  # the unnamed bias: called by its node id
+    assert linear.forward == f"Z = {bias.name} + x·Wᵀ"
+    assert bias.agrees is True  # the program was traced again after backward(): args survive
+    assert "show_saved=True" in _card_of(G, "MseLossBackward0").note  # y, the target, is not kept
+
+
 def test_accumulate_grad_card_and_gradients_that_pile_up() -> None:
     w = torch.tensor([1.0, -2.0], requires_grad=True)
     for _ in range(2):  # no zero_grad(): the second backward adds to .grad
