@@ -30,6 +30,7 @@ RUN = "tr.run"  # the session's RunHandle
 GRACE = float(os.environ.get("GRADLAB_RUN_GRACE", "30"))
 TICK = 1.0  # seconds between live redraws
 FIRST = "linear_regression"  # the scenario offered first
+MAX_STEPS = 200_000  # a run keeps every record in memory for the charts
 
 
 @st.cache_resource
@@ -141,7 +142,7 @@ def settings() -> tuple[Scenario, dict[str, Any]] | None:
     with st.expander("About this scenario"):
         st.markdown(scenario.description)
     values = {p.name: param_widget(scenario, p) for p in scenario.params}
-    st.number_input("steps", 1, 1_000_000, scenario.steps, key=f"tr.steps.{name}")
+    st.number_input("steps", 1, MAX_STEPS, scenario.steps, key=f"tr.steps.{name}")
     st.number_input(
         "capture every k-th step", 0, 1_000_000, scenario.every, key=f"tr.every.{name}",
         help="0: never. Captured steps record every node's gradient norm.",
