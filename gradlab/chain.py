@@ -311,7 +311,8 @@ def _values(
         except _UNUSUAL:
             continue
         shown[d.role] = _operand(summarize(known[d.role]))
-        notes.append(d.how + ".")
+        if any("{" + d.role + "}" in t.rhs for t in spec.terms if t.slot in inputs):
+            notes.append(d.how + ".")
     for slot, role in enumerate(spec.roles):
         if slot not in inputs and role in symbols:
             notes.append(f"{symbols[role]} needs no gradient (a constant): nothing is sent to it.")
