@@ -17,7 +17,7 @@ from gradlab.chain import Card, card, has_card, tensor
 from gradlab.collapse import collapse
 from gradlab.derivatives import RULES
 from gradlab.graph import Graph
-from tests.conftest import app_test
+from tests.conftest import app_test, screenshot, wait_for_app
 
 Make = Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]
 
@@ -528,6 +528,18 @@ def test_playground_node_details_show_the_card() -> None:
     assert "`∂L/∂x = ∂L/∂y · 2·x`" in text
     assert "`∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]`" in text
     assert "✓ the formula gives what PyTorch sent" in text
+
+
+@pytest.mark.browser
+def test_the_card_in_a_real_browser(app_url: str, page: Any) -> None:
+    page.goto(f"{app_url}/playground?example=square&node=fn1")
+    wait_for_app(page)
+    card_text = page.get_by_text("Chain rule: Power").first
+    card_text.wait_for()
+    card_text.scroll_into_view_if_needed()
+    assert page.get_by_text("∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]").first.is_visible()
+    assert page.get_by_text("the formula gives what PyTorch sent").first.is_visible()
+    screenshot(page, "chain_card")
 
 
 def test_show_card_alone_for_any_node() -> None:
