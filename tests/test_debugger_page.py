@@ -87,6 +87,7 @@ def test_load_a_broken_case_see_the_red_node_and_its_explanation(app_url: str, p
         "els => els.map(e => getComputedStyle(e).stroke)",
     )
     assert "rgb(255, 0, 0)" in strokes  # the culprit, outlined in red
+    screenshot(page, "debugger_where_nan_found")
     page.get_by_role("button", name="Show fn2 on the graph").click()
     wait_for_app(page)
     page.wait_for_selector("text=Gradient arriving")

@@ -320,3 +320,31 @@ def test_loop_watch_ignores_steps_made_by_other_threads() -> None:
         assert loop.steps == []
         step()
     assert len(loop.steps) == 1
+
+
+def scenario_cases() -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor, object]]:
+    """The training scenarios' models with their first batch (those with a forward of their own)."""
+    from gradlab.plugins import Setup, discover
+
+    found = []
+    for name, scenario in discover().scenarios.items():
+        if scenario.distributed:
+            continue
+        torch.manual_seed(0)
+        setup = Setup(scenario.resolve(), torch.device("cpu"), 0, torch.Generator().manual_seed(0))
+        parts = scenario.build(setup)
+        if type(parts.model).forward is nn.Module.forward:  # several models raced by its step
+            continue
+        inputs, target = next(iter(parts.batches))
+        found.append((name, parts.model, inputs, target, parts.loss_fn))
+    return found
+
+
+def test_the_training_scenarios_models_are_silent() -> None:
+    cases = scenario_cases()
+    assert len(cases) >= 6
+    for name, model, inputs, target, loss_fn in cases:
+        findings = gradlab.diagnose(model, inputs, target=target, loss_fn=loss_fn)  # type: ignore[arg-type]
+        assert loud(findings) == [], name
+        frozen = [f for f in findings if f.kind == "frozen"]
+        assert bool(frozen) == any(not p.requires_grad for p in model.parameters()), name
