@@ -105,7 +105,8 @@ def test_gradlab_train_as_a_command(home: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gradlab", "train", "three_points", "--steps", "100",
          "--every", "50", "--out", str(out)],
-        capture_output=True, text=True, env={"GRADLAB_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True,
+        env={"GRADLAB_HOME": str(home), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())

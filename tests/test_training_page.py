@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from gradlab import curves
@@ -23,6 +24,15 @@ from gradlab.runs import RunStore
 from tests.conftest import ROOT, _wait_healthy, app_test, free_port, screenshot, wait_for_app
 
 PAGE = "training.py"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Small models train faster on one thread, and far faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
