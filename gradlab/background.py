@@ -58,6 +58,10 @@ class Lease:
         self._alive = alive
         self.renew()
 
+    def watched(self) -> bool:
+        """Whether ``alive`` says someone still watches (False when there is no ``alive``)."""
+        return self._alive is not None and self._alive()
+
     def expired(self) -> bool:
         """Whether nobody renewed the lease for ``grace`` seconds."""
         now = time.monotonic()

@@ -295,7 +295,8 @@ def main() -> None:
     with view:
         handle: RunHandle | None = st.session_state.get(RUN)
         if handle is None:
-            others = [h for h in live_runs() if h.run_id is not None]
+            # Runs whose browser session has gone (a reload, a closed tab) may be taken over.
+            others = [h for h in live_runs() if h.run_id is not None and not h.lease.watched()]
             if others:
                 st.info(f"{len(others)} run(s) going on from an earlier visit.")
                 for h in others:

@@ -75,8 +75,9 @@ def test_an_unwatched_run_is_interrupted(tmp_path: Path) -> None:
     run = _handle(tmp_path, lease=Lease(grace=0.5, alive=lambda: watching[0]))
     run.start()
     assert run.wait(lambda r: len(r.records) >= 5)
-    assert run.live  # still watched: it goes on
+    assert run.live and run.lease.watched()  # still watched: it goes on
     watching[0] = False  # the tab closed
+    assert not run.lease.watched()
     assert run.join(30)
     assert run.status == "interrupted"
     assert run.error is not None and "Nobody was watching" in run.error

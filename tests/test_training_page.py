@@ -341,3 +341,22 @@ def test_every_builtin_scenario_runs_on_the_page(home: Path, name: str) -> None:
     at.radio(key="tr.by").set_value("per layer").run()
     heat = next(s["data"][0] for s in specs(at) if s["data"][0]["type"] == "heatmap")
     assert heat["x"] == [0, 2]
+
+
+def test_a_new_session_can_watch_a_run_already_going_on(home: Path) -> None:
+    first = app_test(PAGE)
+    first.number_input(key="tr.steps.linear_regression").set_value(100_000)
+    first.button(key="tr.start").click().run()
+    handle = run_of(first)
+    handle.lease.watch(lambda: True)  # the first tab is still open: not offered to others
+    other = app_test(PAGE)
+    assert not [b for b in other.button if b.key.startswith("tr.adopt.")]
+    handle.lease.watch(lambda: False)  # the first tab reloads: its session is gone
+    second = app_test(PAGE)  # the reload: a new session, without the run in its state
+    assert "tr.run" not in second.session_state
+    watch = next(b for b in second.button if b.key == f"tr.adopt.{handle.key}")
+    assert watch.label == f"Watch #{handle.run_id} Linear regression"
+    watch.click().run()
+    assert run_of(second) is handle and not second.exception
+    second.button(key="tr.stop").click().run()
+    assert handle.join(30) and handle.status == "stopped"
