@@ -113,3 +113,17 @@ def test_gradlab_train_as_a_command(home: Path, tmp_path: Path) -> None:
     last = data["records"][-1]["metrics"]
     assert last["weight"] == pytest.approx(2.0, abs=0.05)
     assert [r["step"] for r in data["records"] if "nodes" in r] == [0, 50]
+
+
+def test_plugins_as_json_and_runs_in_another_store(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plugins", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    names = {s["name"] for s in listed["scenarios"]}
+    assert {"linear_regression", "ddp", "digits_cnn"} <= names and listed["failed"] == []
+    db = tmp_path / "elsewhere.sqlite"
+    assert main(["runs", "--db", str(db), "list"]) == 0
+    assert f"No runs in {db}" in capsys.readouterr().out
+    assert main(["runs", "--db", str(db), "delete", "7"]) == 1
+    assert "There is no stored run 7" in capsys.readouterr().err
