@@ -51,9 +51,9 @@ def look_model(
     *, deep: bool = False, seed: int = 0,
 ) -> Evidence:  # fmt: skip
     """Forward the batch, compute the loss and run backward, all watched."""
-    for p in model.parameters():
-        p.grad = None  # the gradients of this batch alone
     ev = Evidence(model=model, params=dict(model.named_parameters()))
+    for p in ev.params.values():
+        p.grad = None  # the gradients of this batch alone
     calls = CallWatch()
     with _seeded(seed, ev.warnings):
         try:

@@ -146,22 +146,57 @@ class _Found(Exception):
 def live_backward_culprit(ev: Evidence) -> Finding | None:
     """Run backward again on the retained graph, hooked, and stop at the first bad node.
 
-    Needs the graph kept by ``backward(retain_graph=True)``; ``None`` when it was freed.
-    Gradients go to ``torch.autograd.grad``, so ``.grad`` is left as it was.
+    First only between the last layer (in forward order) whose output got a
+    non-finite gradient and the layer after it, whose gradient was finite: the
+    node that spoiled that layer's gradient is there in a chain of layers. Then,
+    if not found there, over the whole graph. Needs the graph kept by
+    ``backward(retain_graph=True)``; ``None`` when it was freed. Gradients go to
+    ``torch.autograd.grad``, so ``.grad`` is left as it was.
     """
     loss = ev.loss
     if loss is None or loss.grad_fn is None:
         return None
-    fns, _ = walk([loss.grad_fn])
-    leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+    region = _region(ev)
+    found = _hooked_pass(ev, *region) if region is not None else None
+    if found is None:
+        fns, _ = walk([loss.grad_fn])
+        leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+        found = _hooked_pass(ev, loss, None, leaves, fns)
+    return found
+
+
+def _region(ev: Evidence) -> tuple[Any, Any, list[torch.Tensor], list[Any]] | None:
+    """(root, its gradient, the input to stop at, the nodes to hook) around the first bad layer."""
+    layers = [c for c in ev.modules if c.grad_rms is not None and c.tensor is not None]
+    bad = [i for i, c in enumerate(layers) if not math.isfinite(c.grad_rms or 0.0)]
+    if not bad or ev.loss is None:
+        return None
+    low = layers[bad[-1]].tensor
+    after = layers[bad[-1] + 1] if bad[-1] + 1 < len(layers) else None
+    high, grad = (after.tensor, after.grad) if after is not None else (ev.loss, None)
+    if low is None or low.grad_fn is None or high is None or high.grad_fn is None:
+        return None
+    floor = low.grad_fn._sequence_nr()
+    fns, _ = walk([high.grad_fn])
+    inside = [fn for fn in fns if type(fn).__name__ != "AccumulateGrad"
+              and fn._sequence_nr() >= floor]  # fmt: skip
+    return high, grad, [low], inside
+
+
+def _hooked_pass(
+    ev: Evidence, root: torch.Tensor, grad: torch.Tensor | None, inputs: list[torch.Tensor],
+    fns: list[Any],
+) -> Finding | None:  # fmt: skip
     handles = [fn.register_hook(_stop_at_culprit(fn)) for fn in fns
                if type(fn).__name__ != "AccumulateGrad"]  # fmt: skip
     try:
-        torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=True)
+        torch.autograd.grad(root, inputs, grad, allow_unused=True, retain_graph=True)
     except _Found as found:
-        ranges = [_range(t) for t in _inputs_of(found.fn, ev.calls or [])]
         n = ev.index.fn(found.fn)
-        return _backward_finding(type(found.fn).__name__, ranges, found.counts, n or "")
+        if n is None:  # a graph other than the loss's (an earlier step): not this one
+            return None
+        ranges = [_range(t) for t in _inputs_of(found.fn, ev.calls or [])]
+        return _backward_finding(type(found.fn).__name__, ranges, found.counts, n)
     except RuntimeError:
         return None  # the graph was freed: the deep look finds it
     finally:

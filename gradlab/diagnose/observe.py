@@ -168,11 +168,13 @@ class ModuleCall:
     module: nn.Module
     name: str  # dotted path in the model ("" for the model itself, the class name if foreign)
     output: Any
-    grad_rms: float | None = None  # root mean square of dL/d(output), once backward ran
+    tensor: torch.Tensor | None = None  # the output tensor whose gradient is watched
+    grad: torch.Tensor | None = None  # dL/d(tensor), once backward ran
+    grad_rms: float | None = None  # its root mean square
 
     def keep_grad(self, grad: torch.Tensor) -> None:
-        """Tensor hook: note the size of the gradient arriving at the output."""
-        g = grad.detach()
+        """Tensor hook: keep the gradient arriving at the output, and its size."""
+        self.grad = g = grad.detach()
         self.grad_rms = float(g.double().pow(2).mean().sqrt()) if g.numel() else 0.0
 
 
@@ -214,9 +216,9 @@ class ModuleWatch:
         if not layer:
             return
         name = self._names.get(id(module), type(module).__name__)
-        call = ModuleCall(module, name, output)
-        self.calls.append(call)
         first = output if isinstance(output, torch.Tensor) else next(iter(tensors_in(output)), None)
+        call = ModuleCall(module, name, output, first)
+        self.calls.append(call)
         if first is not None and first.requires_grad:
             first.register_hook(call.keep_grad)  # type: ignore[no-untyped-call]
 
@@ -273,7 +275,7 @@ def watch_layers(
         )
         if out is None or out.grad_fn is None:
             continue
-        layer = ModuleCall(model.get_submodule(names[0]), names[0], out)
+        layer = ModuleCall(model.get_submodule(names[0]), names[0], out, out)
         out.register_hook(layer.keep_grad)  # type: ignore[no-untyped-call]
         layers.append(layer)
     return layers

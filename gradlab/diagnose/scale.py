@@ -106,15 +106,14 @@ def _activations(ev: Evidence) -> list[Finding]:
     dead: list[tuple[float, str | None, str]] = []
     saturated: list[tuple[float, str | None, str]] = []
     for kind, out in _activation_outputs(ev):
-        node = ev.index.tensor(out)
         if kind == "relu":
             fraction = _dead_fraction(out)
             if fraction is not None and fraction > DEAD:
-                dead.append((fraction, node, f"{tuple(out.shape)}"))
+                dead.append((fraction, ev.index.tensor(out), f"{tuple(out.shape)}"))
         else:
             fraction = _saturated_fraction(kind, out)
             if fraction > SATURATED:
-                saturated.append((fraction, node, kind))
+                saturated.append((fraction, ev.index.tensor(out), kind))
     findings = []
     if dead:
         worst = max(dead, key=lambda d: d[0])
