@@ -119,6 +119,34 @@ def node_history(records: Sequence[StepRecord], node: str) -> tuple[list[int], l
     return steps, values
 
 
+def history(records: Sequence[StepRecord], node: str) -> go.Figure:
+    """The gradient norm of ``node`` over the captured steps, on a log scale."""
+    steps, values = node_history(records, node)
+    figure = go.Figure(go.Scatter(x=steps, y=values, mode="lines+markers", name=node))
+    figure.update_layout(
+        title=f"Gradient norm of {node} over the steps", height=HEIGHT, xaxis_title="step",
+        margin={"t": 40, "b": 10},
+    )  # fmt: skip
+    figure.update_yaxes(type="log")
+    return figure
+
+
+def speed(records: Sequence[StepRecord], last: int = 50) -> tuple[float, float]:
+    """Samples per second and seconds per step over the ``last`` steps (zeros before one).
+
+    Examples
+    --------
+    >>> from gradlab.records import StepRecord
+    >>> speed([StepRecord(0, 1.0, 0.1, 0.5, 100), StepRecord(1, 1.0, 0.1, 1.5, 100)])
+    (100.0, 1.0)
+    """
+    recent = records[-last:]
+    seconds = sum(r.seconds for r in recent)
+    if not recent or seconds <= 0:
+        return 0.0, 0.0
+    return sum(r.samples for r in recent) / seconds, seconds / len(recent)
+
+
 def layer_norms(records: Sequence[StepRecord]) -> tuple[list[int], list[str], list[list[float]]]:
     """Per layer (a parameter's module path) and captured step: the norm of its gradients.
 

@@ -174,10 +174,8 @@ def draw(handle: RunHandle) -> None:
     text = f"{handle.scenario.title}: {progress.done}/{progress.total} steps · {handle.status}"
     st.progress(progress.fraction, text=text + eta)
     if records:
-        recent = records[-50:]
-        seconds = sum(r.seconds for r in recent)
-        rate = sum(r.samples for r in recent) / seconds if seconds > 0 else 0.0
-        st.caption(f"{rate:,.0f} samples/s · {1e3 * seconds / len(recent):.2f} ms per step")
+        rate, seconds = curves.speed(records)
+        st.caption(f"{rate:,.0f} samples/s · {1e3 * seconds:.2f} ms per step")
     if handle.error:
         (st.error if handle.status == "failed" else st.warning)(handle.error)
     if not records:
@@ -210,12 +208,7 @@ def graph_panel(handle: RunHandle, records: list[Any]) -> None:
         handle.graph, key="tr.graph", color=curves.log10_norms(norms), color_label="log₁₀ ‖grad‖"
     )
     if picked is not None:
-        steps, values = curves.node_history(records, picked)
-        figure = curves.curves([], [])
-        figure.add_scatter(x=steps, y=values, mode="lines+markers", name=picked)
-        figure.update_layout(title=f"Gradient norm of {picked} over the steps")
-        figure.update_yaxes(type="log")
-        st.plotly_chart(figure, key="tr.node")
+        st.plotly_chart(curves.history(records, picked), key="tr.node")
     by = st.radio("Heatmap", ["per node", "per layer"], key="tr.by", horizontal=True)
     data = (
         curves.node_norms(records, handle.graph)
