@@ -348,3 +348,12 @@ def test_the_training_scenarios_models_are_silent() -> None:
         assert loud(findings) == [], name
         frozen = [f for f in findings if f.kind == "frozen"]
         assert bool(frozen) == any(not p.requires_grad for p in model.parameters()), name
+
+
+def test_every_case_shows_the_code_that_breaks_it() -> None:
+    for case in CASES:
+        assert case.source.strip(), case.name
+    assert "class TwoHeads" in get("unused_layer").source
+    assert "class Cube" in get("wrong_backward").source
+    assert "def train_loop" in get("missing_zero_grad").source
+    assert get("detach").source == get("detach").program

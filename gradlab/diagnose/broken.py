@@ -149,9 +149,10 @@ def make_wrong_backward() -> Case:
     return Case(model, x, y, nn.MSELoss())
 
 
-def _loop(
+def train_loop(
     lr: float, steps: int = 8, zero_grad: bool = True, optimizer_over: str = "model"
 ) -> tuple[nn.Module, torch.Tensor]:
+    """A Tanh MLP trained with SGD on a regression batch; the knobs break it."""
     _seeded()
     x, y = _regression()
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -170,24 +171,24 @@ def _loop(
 
 def train_without_zero_grad() -> tuple[nn.Module, torch.Tensor]:
     """SGD for eight steps, and optimizer.zero_grad() is never called."""
-    return _loop(lr=0.01, zero_grad=False)
+    return train_loop(lr=0.01, zero_grad=False)
 
 
 def train_with_huge_lr() -> tuple[nn.Module, torch.Tensor]:
     """SGD with lr=3: each step overshoots further."""
-    return _loop(lr=3.0)
+    return train_loop(lr=3.0)
 
 
 def train_head_only() -> tuple[nn.Module, torch.Tensor]:
     """The optimizer was built over the last layer only; the first never moves."""
-    return _loop(lr=0.05, optimizer_over="head")
+    return train_loop(lr=0.05, optimizer_over="head")
 
 
 def train_with_zero_lr() -> tuple[nn.Module, torch.Tensor]:
     """SGD with lr=0: the steps run and change nothing."""
-    return _loop(lr=0.0)
+    return train_loop(lr=0.0)
 
 
 def train_healthy() -> tuple[nn.Module, torch.Tensor]:
     """The same loop done right: zero_grad, backward, step with a modest lr."""
-    return _loop(lr=0.05)
+    return train_loop(lr=0.05)

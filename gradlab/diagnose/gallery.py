@@ -36,6 +36,7 @@ class GalleryCase:
     program: str = ""  # form "program": its source
     build: Callable[[], object] | None = None  # "model": returns a Case; "function": the function
     gradcheck: bool = False
+    shows: tuple[object, ...] = ()  # classes and helpers the Python uses, shown with it
 
     @property
     def source(self) -> str:
@@ -43,7 +44,8 @@ class GalleryCase:
         if self.form == "program":
             return self.program
         assert self.build is not None
-        return textwrap.dedent(inspect.getsource(self.build))
+        parts = [*self.shows, self.build]
+        return "\n\n".join(textwrap.dedent(inspect.getsource(p)) for p in parts)  # type: ignore[arg-type]
 
 
 def _program(
@@ -97,12 +99,12 @@ CASES: tuple[GalleryCase, ...] = (
     GalleryCase(
         "unused_layer", "A layer made and never called",
         "TwoHeads builds aux_head in __init__ but forward() never calls it.",
-        "no_gradient", "unused", "model", build=b.make_unused_layer,
+        "no_gradient", "unused", "model", build=b.make_unused_layer, shows=(b.TwoHeads,),
     ),
     GalleryCase(
         "numpy_round_trip", "A NumPy round trip",
         "The encoder's output is clipped in NumPy and turned back into a tensor.",
-        "no_gradient", "numpy", "model", build=b.make_numpy,
+        "no_gradient", "numpy", "model", build=b.make_numpy, shows=(b.NumpyScaler,),
     ),
     GalleryCase(
         "all_frozen", "Every parameter frozen",
@@ -185,21 +187,22 @@ CASES: tuple[GalleryCase, ...] = (
         "missing_zero_grad", "zero_grad() forgotten",
         "Gradients add up across steps because they are never reset.",
         "missing_zero_grad", "accumulating", "function", build=b.train_without_zero_grad,
+        shows=(b.train_loop,),
     ),
     GalleryCase(
         "lr_too_high", "A learning rate of 3",
         "Every SGD step overshoots the minimum further, and the loss explodes.",
-        "lr_too_high", "diverging", "function", build=b.train_with_huge_lr,
+        "lr_too_high", "diverging", "function", build=b.train_with_huge_lr, shows=(b.train_loop,),
     ),
     GalleryCase(
         "not_in_optimizer", "The optimizer holds only the head",
         "The first layer gets gradients, but the optimizer never updates it.",
-        "not_in_optimizer", "missing", "function", build=b.train_head_only,
+        "not_in_optimizer", "missing", "function", build=b.train_head_only, shows=(b.train_loop,),
     ),
     GalleryCase(
         "zero_lr", "A learning rate of 0",
         "The loop runs, the gradients are there, and the loss stays where it was.",
-        "loss_flat", "flat", "function", build=b.train_with_zero_lr,
+        "loss_flat", "flat", "function", build=b.train_with_zero_lr, shows=(b.train_loop,),
     ),
     _program(
         "broadcast_mse", "MSE of (N, 1) against (N,)",
@@ -304,6 +307,7 @@ CASES: tuple[GalleryCase, ...] = (
         "wrong_backward", "A custom backward that is wrong",
         "Cube's backward returns 2x instead of 3x²: finite differences disagree.",
         "gradcheck", "mismatch", "model", build=b.make_wrong_backward, gradcheck=True,
+        shows=(b.Cube, b.CubeLayer),
     ),
 )  # fmt: skip
 
