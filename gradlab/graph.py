@@ -136,6 +136,27 @@ def nodes_of(G: Graph, kind: NodeKind) -> list[str]:
     return [n for n, k in G.nodes(data="kind") if k == kind]
 
 
+def without_saved(G: Graph) -> Graph:
+    """``G`` without its saved-tensor nodes (a read-only view when it has any), for drawings.
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> x = torch.tensor([2.0, 3.0], requires_grad=True)
+    >>> G = gradlab.trace((x.exp() * x).sum(), show_saved=True)
+    >>> len(nodes_of(G, "saved")) > 0, nodes_of(without_saved(G), "saved")
+    (True, [])
+    """
+    keep = [n for n, kind in G.nodes(data="kind") if kind != "saved"]
+    return G.subgraph(keep) if len(keep) < G.number_of_nodes() else G
+
+
+def saved_by(G: Graph, n: str) -> list[str]:
+    """The saved-tensor nodes of op ``n``, in the order the op keeps them."""
+    found = [(k, u) for u, _, k in G.in_edges(n, keys=True) if G.nodes[u]["kind"] == "saved"]
+    return [u for _, u in sorted(found)]
+
+
 def engine_order(G: Graph) -> list[str]:
     """Op node ids in the order the backward engine ran them (needs ``backward``)."""
     stepped = [(step, n) for n, step in G.nodes(data="step") if step is not None]

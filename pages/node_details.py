@@ -10,9 +10,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from gradlab.chain import card, no_card
-from gradlab.graph import HIST_BINS, Graph, TensorSummary
+from gradlab.graph import HIST_BINS, Graph, TensorSummary, saved_by
 from gradlab.render.card import card_markdown
-from gradlab.render.text import describe, shape
+from gradlab.render.text import describe, shape, short
 
 
 def show_node(G: Graph, n: str) -> None:
@@ -40,7 +40,29 @@ def show_node(G: Graph, n: str) -> None:
     with right:
         label = ".grad (accumulated)" if kind == "leaf" else "Gradient arriving (∂L/∂output)"
         _tensor(label, grad, f"{n}.grad")
+    _saved(G, n)
     show_card(G, n)
+
+
+def _saved(G: Graph, n: str) -> None:
+    """The tensors op ``n`` saved for its backward, when the graph kept them."""
+    held = saved_by(G, n)
+    if not held:
+        return
+    total = G.nodes[n].get("saved_bytes")
+    size = f" ({total:,} bytes)" if total is not None else ""
+    st.markdown(f"*Saved for backward*{size}")
+    rows = [
+        {
+            "attribute": G.nodes[u].get("attr"),
+            "node": u,
+            "shape": shape(G.nodes[u].get("shape")),
+            "dtype": G.nodes[u].get("dtype"),
+            "value": short(G.nodes[u].get("value")),
+        }
+        for u in held
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch", key=f"{n}.saved")
 
 
 def show_card(G: Graph, n: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from gradlab import examples
+from gradlab.graph import nodes_of, without_saved
 from gradlab.program import ProgramResult, run_program
 from gradlab.render.table import as_dicts, node_rows, variable_rows
 from gradlab.share import ViewState, from_params, to_params
@@ -131,28 +132,35 @@ def show_picture(result: ProgramResult, presenting: bool) -> None:
     where = f"`{result.root}`" if result.root else "the last tensor"
     steps = "with the backward pass" if result.backward_calls else "(no backward() yet)"
     can_step = bool(G.graph.get("backward"))
-    left, middle = st.columns([3, 2], vertical_alignment="center")
+    left, middle, right = st.columns([5, 4, 3], vertical_alignment="center")
     left.markdown(f"**The graph of {where}** {steps}")
     if can_step:
         middle.toggle(
             "Step through backward()", key=STEPPING,
             help="Walk the engine's real order, one op at a time (← and → keys).",
         )  # fmt: skip
+    saved = bool(nodes_of(G, "saved")) and right.toggle(
+        "Saved tensors", key="pg.saved",
+        help="Draw the tensors each op saved for its backward (orange triangles).",
+    )  # fmt: skip
+    drawn = G if saved else without_saved(G)
     if can_step and st.session_state.get(STEPPING):
         st.toggle(
             "Predict first", key=PREDICT,
             help="Hide what each op sends on until you press Reveal.",
         )  # fmt: skip
-        show_stepper(G, key="pg.steps", predict=st.session_state[PREDICT], large=presenting)
+        show_stepper(
+            G, key="pg.steps", predict=st.session_state[PREDICT], large=presenting, saved=saved
+        )
         return
     if presenting and not can_step:
         st.caption("This program calls no backward(): there is nothing to step through.")
     error_node = result.error.node if result.error else None
     selected = st.session_state.get(NODE)
-    if selected not in G:
+    if selected not in drawn:
         selected = None
     clicked = show_graph(
-        G,
+        drawn,
         key="pg",
         highlight=[error_node] if error_node else (),
         selected=selected,
@@ -166,7 +174,7 @@ def show_picture(result: ProgramResult, presenting: bool) -> None:
             with st.container(border=True):
                 show_node(G, selected)
         return
-    ids = list(G.nodes)
+    ids = list(drawn.nodes)
     picked = st.selectbox(
         "Node details",
         [None, *ids],
@@ -180,8 +188,8 @@ def show_picture(result: ProgramResult, presenting: bool) -> None:
         with st.container(border=True):
             show_node(G, selected)
     with st.expander("All nodes, in backward order"):
-        st.dataframe(as_dicts(node_rows(G)), hide_index=True, width="stretch")
-    download_row(G, key="pg.download", stem="gradlab-graph")
+        st.dataframe(as_dicts(node_rows(drawn)), hide_index=True, width="stretch")
+    download_row(drawn, key="pg.download", stem="gradlab-graph")
 
 
 def link_state() -> ViewState:

@@ -16,7 +16,7 @@ import time
 import streamlit as st
 
 from gradlab.chain import card, no_card
-from gradlab.graph import Graph
+from gradlab.graph import Graph, without_saved
 from gradlab.render.steps import arrival_lines, numbers, who
 from gradlab.steps import Step, as_of, steps
 
@@ -81,15 +81,20 @@ def controls(key: str, total: int, s: int) -> None:
     )  # fmt: skip
 
 
-def show_stepper(G: Graph, *, key: str, predict: bool, large: bool = False) -> None:
-    """The step-through: buttons, the graph as it stood at this step, and the step's panel."""
+def show_stepper(
+    G: Graph, *, key: str, predict: bool, large: bool = False, saved: bool = False
+) -> None:
+    """The step-through: buttons, the graph as it stood at this step, and the step's panel.
+
+    ``saved`` draws the saved-tensor nodes too (the cards use them either way).
+    """
     all_steps = steps(G)
     total = len(all_steps)
     s = position(key, total)
     controls(key, total, s)
     current = all_steps[s - 1] if s else None
     revealed = not predict or bool(st.session_state.get(f"{key}.revealed"))
-    H = as_of(G, s - 1, sent=revealed)
+    H = as_of(G if saved else without_saved(G), s - 1, sent=revealed)
     # Presenter mode puts the panel beside the graph; otherwise it comes first, where the
     # eye is after pressing Next, and the graph (tall for long chains) follows.
     picture, words = st.columns([3, 2], gap="medium") if large else (st.container(),) * 2

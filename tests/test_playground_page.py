@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gradlab import examples
+from gradlab.graph import saved_by
 from gradlab.share import pack
 from tests.conftest import ROOT, app_test, screenshot, wait_for_app
 
@@ -327,3 +328,33 @@ def test_the_step_view_downloads_the_graph_as_it_stood(downloads: dict[str, Any]
     # two steps ran: MeanBackward0 and the outer MulBackward0 hold gradients, the rest not yet
     assert [n for n in sorted(shown) if shown[n].get("grad") is not None] == ["fn0", "fn1", "out0"]
     assert "MulBackward0" in downloads["dot"][0]().decode()
+
+
+def test_saved_tensors_are_drawn_on_request_and_listed_in_node_details() -> None:
+    at = app_test("playground.py")
+    at.selectbox(key="pg.example").set_value("chain").run()
+    assert not any(n.startswith("saved") for n in plotly_ids(at))
+    at.toggle(key="pg.saved").set_value(True).run()
+    drawn = plotly_ids(at)
+    assert any(n.startswith("saved") for n in drawn)
+    G = examples_graph("chain")
+    (square,) = [
+        n for n in G if G.nodes[n].get("op") == "MulBackward0" and len(saved_by(G, n)) == 2
+    ]
+    at.session_state["pg.node"] = square  # y * y keeps y twice, once per input
+    at.run()
+    assert any(m.value.startswith("*Saved for backward*") for m in at.markdown)
+    rows = next(d.value for d in at.dataframe if "attribute" in d.value.columns)
+    assert list(rows["attribute"]) == ["other", "self"]
+    assert list(rows["value"]) == ["[[3., 3.], [3., 3.]]"] * 2
+    assert set(rows["node"]) <= drawn
+
+
+def examples_graph(example_id: str) -> Any:
+    from gradlab.program import run_program
+
+    example = examples.get(example_id)
+    assert example is not None
+    result = run_program(example.source)
+    assert result.graph is not None
+    return result.graph

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from gradlab.chain import card
+from gradlab.graph import saved_by
 from gradlab.program import ProgramResult, run_program
 
 
@@ -187,3 +189,26 @@ def test_functions_loops_comprehensions_and_jacobian() -> None:
     assert r.ok, r.error
     assert variable(r, "j").value["values"] == [3.0, 12.0]
     assert variable(r, "total").text == "10" and variable(r, "rest").text == "[1, 4, 9]"
+
+
+def test_what_ops_saved_for_backward_is_kept_and_equals_torch() -> None:
+    source = (
+        "x = torch.tensor([[1., 2.], [3., -1.]], requires_grad=True)\n"
+        "t = torch.tensor([1, 0])\n"
+        "loss = F.cross_entropy(x.exp() * 2, t)\n"
+        "loss.backward()\n"
+    )
+    result = run_program(source)
+    assert result.ok and result.graph is not None
+    G = result.graph
+    saved = {G.nodes[u]["attr"]: (u, v) for u, v in G.edges() if G.nodes[u]["kind"] == "saved"}
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    _, nll = saved["target"]
+    assert G.nodes[nll]["op"] == "NllLossBackward0"
+    assert G.nodes[saved["target"][0]]["value"]["values"] == [1, 0]
+    exp_node = next(n for n, op in G.nodes(data="op") if op == "ExpBackward0")
+    result_node = next(u for u in saved_by(G, exp_node) if G.nodes[u]["attr"] == "result")
+    torch.testing.assert_close(torch.tensor(G.nodes[result_node]["value"]["values"]), x.exp())
+    assert G.nodes[exp_node]["saved_bytes"] == x.numel() * 4
+    rule = card(G, nll).rules[0]  # the target is known, so the rule's numbers are computed
+    assert rule.computed is not None and rule.agrees

@@ -175,7 +175,12 @@ class _Run:
             torch.autograd.backward(tensor, gradient, retain_graph, create_graph, inputs=inputs)
             return
         with self.guard.pause(), _disable_current_modes():
-            G = trace(tensor, params=self.tensors(), histograms=True)
+            # Saved tensors are kept while they still exist: backward frees them. A second
+            # backward through a freed graph has none, and PyTorch says so in a moment.
+            try:
+                G = trace(tensor, params=self.tensors(), show_saved=True, histograms=True)
+            except TraceError:
+                G = trace(tensor, params=self.tensors(), histograms=True)
             self.captured = (tensor, G)
             self.failed_root = tensor
             backward(tensor, G, gradient, bool(retain_graph or create_graph), create_graph, True)
@@ -259,20 +264,31 @@ def _last_traceable(names: dict[str, torch.Tensor]) -> torch.Tensor | None:
 
 
 def _copy_backward(captured: Graph, G: Graph) -> None:
-    """Copy steps and gradients from the backward-time graph (same root, same ids)."""
-    if list(captured.nodes) != list(G.nodes):
+    """Copy steps, gradients and saved tensors from the backward-time graph (same root).
+
+    ``captured`` was traced with ``show_saved`` before the backward pass freed
+    what the ops saved; its other nodes have the same ids as ``G``'s.
+    """
+    kept = [n for n, kind in captured.nodes(data="kind") if kind != "saved"]
+    if kept != list(G.nodes):
         return
-    for n, attrs in captured.nodes(data=True):
-        if attrs.get("op") != G.nodes[n].get("op"):
+    for n in kept:
+        if captured.nodes[n].get("op") != G.nodes[n].get("op"):
             return
-    for n, attrs in captured.nodes(data=True):
-        for name in ("step", "grad", "output_grads"):
+    for n in kept:
+        attrs = captured.nodes[n]
+        for name in ("step", "grad", "output_grads", "saved_bytes"):
             if name in attrs:
                 G.nodes[n][name] = attrs[name]
     edges = edge_dicts(G)
     for edge, attrs in edge_dicts(captured).items():
         if edge in edges and "grad" in attrs:
             edges[edge]["grad"] = attrs["grad"]
+    for n, attrs in captured.nodes(data=True):
+        if attrs.get("kind") == "saved":
+            G.add_node(n, **attrs)
+            for _, v, key, data in captured.out_edges(n, keys=True, data=True):
+                G.add_edge(n, v, key=key, **data)
     if "backward" in captured.graph:
         G.graph["backward"] = captured.graph["backward"]
 
