@@ -357,3 +357,16 @@ def test_every_case_shows_the_code_that_breaks_it() -> None:
     assert "class Cube" in get("wrong_backward").source
     assert "def train_loop" in get("missing_zero_grad").source
     assert get("detach").source == get("detach").program
+
+
+def test_a_program_s_training_loop_without_zero_grad() -> None:
+    source = (
+        "torch.manual_seed(0)\nx = torch.randn(16, 3)\ny = x.sum(1, keepdim=True)\n"
+        "model = nn.Linear(3, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+        "for i in range(8):\n    loss = F.mse_loss(model(x), y)\n    ZERO\n"
+        "    loss.backward()\n    opt.step()\n"
+    )
+    assert loud(gradlab.diagnose(source.replace("ZERO", "pass"))) == [
+        ("missing_zero_grad", "accumulating")
+    ]
+    assert loud(gradlab.diagnose(source.replace("ZERO", "opt.zero_grad()"))) == []
