@@ -72,7 +72,7 @@ def find(ev: Evidence) -> list[Finding]:
     if not (math.isfinite(first.rms) and math.isfinite(last.rms)) or last.rms == 0:
         return []
     ratio = first.rms / last.rms
-    table = ", ".join(f"{layer.name or '(top)'} {layer.rms:.2g}" for layer in layers[:8])
+    table = "; ".join(f"{layer.name or '(top)'}: {layer.rms:.2g}" for layer in layers[:8])
     more = f", … ({len(layers)} layers)" if len(layers) > 8 else ""
     node = _node(ev, first) if ratio < VANISH or ratio > EXPLODE else None
     nodes = (node,) if node else ()
@@ -80,7 +80,8 @@ def find(ev: Evidence) -> list[Finding]:
         return [Finding(
             "vanishing", "warning", nodes,
             "Vanishing gradients: the first layers hardly learn",
-            f"The gradient shrinks by {1 / ratio:.3g}x from the last layer ({last.name}) to the "
+            "The gradient at the layer outputs (dL/d output, RMS) shrinks by "
+            f"{1 / ratio:.3g}x from the last layer ({last.name}) to the "
             f"first ({first.name}). Per layer, input side first: {table}{more}. Each layer "
             "multiplies the gradient by its weights and its activation's slope (at most 0.25 "
             "for a sigmoid), so a deep stack of small factors vanishes.",
@@ -92,7 +93,8 @@ def find(ev: Evidence) -> list[Finding]:
         return [Finding(
             "exploding", "warning", nodes,
             "Exploding gradients: the first layers get huge updates",
-            f"The gradient grows by {ratio:.3g}x from the last layer ({last.name}) to the first "
+            "The gradient at the layer outputs (dL/d output, RMS) grows by "
+            f"{ratio:.3g}x from the last layer ({last.name}) to the first "
             f"({first.name}). Per layer, input side first: {table}{more}. Weights larger than "
             "1 in every layer multiply the gradient up at each step of the chain rule.",
             "Initialise the weights smaller (nn.init.kaiming_normal_ or xavier), add "
