@@ -370,3 +370,11 @@ def test_a_program_s_training_loop_without_zero_grad() -> None:
         ("missing_zero_grad", "accumulating")
     ]
     assert loud(gradlab.diagnose(source.replace("ZERO", "opt.zero_grad()"))) == []
+
+
+def test_errors_that_are_not_autograd_mistakes_are_named_plainly() -> None:
+    (program,) = gradlab.diagnose("y = q + 1")
+    assert (program.title, program.cause) == ("The code raised NameError", "unknown")
+    assert "name 'q' is not defined" in program.explanation
+    (function,) = gradlab.diagnose(lambda: 1 / 0)
+    assert (function.title, function.severity) == ("The code raised ZeroDivisionError", "error")

@@ -26,12 +26,13 @@ def find(ev: Evidence) -> list[Finding]:
         if lesson is not None:
             findings.append(_finding(lesson, "error", message, _node(ev, lesson)))
         else:
+            raised = _raised(ev.error, message)
             findings.append(Finding(
                 "autograd_error", "error", (ev.error_node,) if ev.error_node else (),
-                f"The code raised {type(ev.error).__name__}",
-                message or type(ev.error).__name__,
-                "Read PyTorch's message above; GradLab does not know this one yet.",
-                type(ev.error).__name__, "unknown",
+                f"The code raised {raised}",
+                message or raised,
+                "Read the message above; it is not an autograd mistake GradLab knows.",
+                raised, "unknown",
             ))  # fmt: skip
     seen: set[str] = set()
     for message in ev.warnings:
@@ -41,6 +42,16 @@ def find(ev: Evidence) -> list[Finding]:
         seen.add(lesson.kind)
         findings.append(_finding(lesson, "warning", message.split("\n")[0], None))
     return findings
+
+
+def _raised(error: BaseException, message: str) -> str:
+    """The exception's class; a program's error carries it at the start of its message."""
+    from gradlab.diagnose.look import ProgramFailure
+
+    if isinstance(error, ProgramFailure):
+        head = message.split(":")[0].strip()
+        return head if head.isidentifier() else "an error"
+    return type(error).__name__
 
 
 def _finding(lesson: Explanation, severity: str, message: str, node: str | None) -> Finding:
