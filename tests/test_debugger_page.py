@@ -76,6 +76,16 @@ def test_a_typed_program_is_diagnosed_and_a_refused_one_explained() -> None:
     assert "did not run" in at.error[0].value and "import os" in at.error[0].value
 
 
+def test_the_gradient_check_switch_finds_the_wrong_backward_and_paints_it() -> None:
+    at = app_test("debugger.py")
+    at.selectbox(key="dbg.case").set_value("wrong_backward").run()
+    assert "Autograd disagrees with finite differences" in text(at)
+    assert any("gradient check" in c.value for c in at.caption)
+    assert sorted(outlined(at)) == ["leaf2", "leaf3"]  # the first layer's weight and bias
+    at.toggle(key="dbg.gc").set_value(False).run()
+    assert any("No problems found" in s.value for s in at.success)
+
+
 @pytest.mark.browser
 def test_load_a_broken_case_see_the_red_node_and_its_explanation(app_url: str, page: Any) -> None:
     page.goto(f"{app_url}/debugger?case=where_nan_gradient")
