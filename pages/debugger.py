@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from gradlab import presets
-from gradlab.diagnose import Finding, Report, examine
+from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
 from gradlab.errors import GradLabError
 
@@ -70,6 +70,32 @@ def forget_node() -> None:
     st.session_state[NODE] = None
 
 
+def load_case(name: str) -> None:
+    st.session_state[CASE] = name
+    st.session_state[NODE] = None
+
+
+FAMILIES = {
+    "no_gradient": "No gradient", "nonfinite": "NaN / Inf", "scale": "Vanishing, exploding, dead",
+    "loop": "Training loop", "shapes": "Shape traps", "autograd_error": "Autograd errors",
+    "gradcheck": "Gradient check",
+}  # fmt: skip
+
+
+def case_buttons() -> None:
+    """Every gallery case one click away, grouped by the family of its finding."""
+    with st.expander("All broken cases, one click each"):
+        for family, title in FAMILIES.items():
+            group = [c for c in cases.CASES if FAMILY[c.expect] == family]
+            st.caption(title)
+            columns = st.columns(2)
+            for i, case in enumerate(group):
+                columns[i % 2].button(
+                    case.title, key=f"dbg.pick.{case.name}", on_click=load_case, args=(case.name,),
+                    width="stretch",
+                )  # fmt: skip
+
+
 def pick() -> tuple[Report | None, str]:
     """The source widgets; the report and the code it is about."""
     source = st.radio("Diagnose", list(SOURCES), format_func=SOURCES.__getitem__, key=SOURCE,
@@ -83,6 +109,7 @@ def pick() -> tuple[Report | None, str]:
             )  # fmt: skip
             case = cases.BY_NAME[name]
             st.caption(f"{case.story} Expected finding: `{case.expect}`.")
+            case_buttons()
             if case.form == "model":
                 gradcheck = st.toggle("Gradient check", value=case.gradcheck, key="dbg.gc")
             return diagnose_case(name, gradcheck), case.source

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gradlab.diagnose.gallery import get
+from gradlab.diagnose.gallery import CASES, get
 from tests.conftest import app_test, screenshot, wait_for_app
 
 
@@ -74,6 +74,16 @@ def test_a_typed_program_is_diagnosed_and_a_refused_one_explained() -> None:
     at.text_area(key="dbg.program").set_value("import os\n").run()
     assert not at.exception
     assert "did not run" in at.error[0].value and "import os" in at.error[0].value
+
+
+def test_every_case_is_one_click_away() -> None:
+    at = app_test("debugger.py")
+    picks = [b for b in at.button if str(b.key).startswith("dbg.pick.")]
+    assert len(picks) == len(CASES)
+    at.button(key="dbg.pick.lr_too_high").click().run()
+    assert not at.exception
+    assert at.selectbox(key="dbg.case").value == "lr_too_high"
+    assert "The loss diverges: the learning rate is too high" in text(at)
 
 
 def test_the_gradient_check_switch_finds_the_wrong_backward_and_paints_it() -> None:
