@@ -88,11 +88,10 @@ def case_buttons() -> None:
         for family, title in FAMILIES.items():
             group = [c for c in cases.CASES if FAMILY[c.expect] == family]
             st.caption(title)
-            columns = st.columns(2)
-            for i, case in enumerate(group):
-                columns[i % 2].button(
+            for case in group:
+                st.button(
                     case.title, key=f"dbg.pick.{case.name}", on_click=load_case, args=(case.name,),
-                    width="stretch",
+                    width="stretch", type="tertiary",
                 )  # fmt: skip
 
 
