@@ -9,7 +9,7 @@ names live autograd objects by the ids :func:`gradlab.trace` gives them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from torch import nn
 from gradlab.diagnose.observe import Call, ModuleCall
 from gradlab.graph import Graph
 from gradlab.trace import Node, walk
+
+if TYPE_CHECKING:
+    from gradlab.diagnose.loop import Step
 
 ACCUMULATE = "AccumulateGrad"
 
@@ -104,9 +107,8 @@ class Evidence:
     warnings: list[str] = field(default_factory=list)
     graph: Graph | None = None  # a facts graph, with backward when it ran
     backward_ran: bool = False
-    steps: list[Any] = field(default_factory=list)  # loop.Step records, across steps
+    steps: list[Step] = field(default_factory=list)  # optimizer steps the code made
     optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
-    loss_call: tuple[str, torch.Tensor, Any] | None = None  # (loss name, input, target)
 
     def grads(self) -> dict[str, torch.Tensor]:
         """The gradients the checked leaves hold now."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gradlab.diagnose.evidence import Evidence
-from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.finding import Finding, Severity
 from gradlab.diagnose.observe import Call
 
 _NUMPY = ("numpy", "tolist", "item")
@@ -122,7 +122,7 @@ def find(ev: Evidence) -> list[Finding]:
     for (cause, _), names in groups.items():
         where = rejoin[(cause, _)]
         nodes = (where,) if where else ()
-        findings.append(_finding(cause, names, nodes, "error", kind="no_gradient"))
+        findings.append(_finding(cause, names, nodes, "error"))
     return findings
 
 
@@ -202,17 +202,15 @@ def _rejoin(calls: list[Call], i: int, ev: Evidence) -> str | None:
     return None
 
 
-def _finding(
-    cause: str, names: list[str], nodes: tuple[str, ...], severity: str, kind: str = ""
-) -> Finding:
+def _finding(cause: str, names: list[str], nodes: tuple[str, ...], severity: Severity) -> Finding:
     title, why, fix = _TEXT[cause]
-    shown = ", ".join(f"`{n}`" for n in names[:6]) + (f" and {len(names) - 6} more" if len(
-        names) > 6 else "")  # fmt: skip
+    more = f" and {len(names) - 6} more" if len(names) > 6 else ""
+    shown = ", ".join(f"`{n}`" for n in names[:6]) + more
     if nodes:
         why += f" The cut value joins the loss's graph again at {nodes[0]}, outlined in red."
     return Finding(
-        kind=kind or ("frozen" if cause == "frozen" else "no_gradient"),  # type: ignore[arg-type]
-        severity=severity,  # type: ignore[arg-type]
+        kind="frozen" if cause == "frozen" else "no_gradient",
+        severity=severity,
         nodes=nodes,
         title=title,
         explanation=f"{shown}: {why}",

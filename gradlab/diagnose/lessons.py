@@ -9,7 +9,7 @@ message), or the root's op for a non-scalar or second backward.
 from __future__ import annotations
 
 from gradlab.diagnose.evidence import Evidence
-from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.finding import Finding, Severity
 from gradlab.explain import Explanation, explain
 from gradlab.graph import Graph
 
@@ -54,10 +54,10 @@ def _raised(error: BaseException, message: str) -> str:
     return type(error).__name__
 
 
-def _finding(lesson: Explanation, severity: str, message: str, node: str | None) -> Finding:
+def _finding(lesson: Explanation, severity: Severity, message: str, node: str | None) -> Finding:
     return Finding(
         kind="autograd_error",
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         nodes=(node,) if node else (),
         title=lesson.title,
         explanation=f"{lesson.why} PyTorch said: “{message}”",

@@ -28,7 +28,7 @@ from torch.optim.optimizer import (
 )
 
 from gradlab.diagnose.evidence import Evidence
-from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.finding import Finding, Severity
 from gradlab.diagnose.observe import CallWatch
 
 MIN_STEPS = 4
@@ -189,9 +189,9 @@ def _zero_grad(grads: list[float], nodes: tuple[str, ...]) -> Finding:
 def _diverges(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) -> Finding:
     lr = steps[0].lr
     shown = ", ".join(f"{v:.3g}" for v in losses[:5])
-    severity = "warning" if math.isfinite(losses[-1]) else "error"
+    severity: Severity = "warning" if math.isfinite(losses[-1]) else "error"
     return Finding(
-        "lr_too_high", severity, nodes,  # type: ignore[arg-type]
+        "lr_too_high", severity, nodes,
         "The loss diverges: the learning rate is too high",
         f"The loss grew from {losses[0]:.4g} to {losses[-1]:.4g} over {len(losses)} steps "
         f"({shown}, …) with lr={lr}. Each step jumps past the minimum and lands higher up the "
