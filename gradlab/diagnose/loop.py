@@ -1,7 +1,8 @@
 """Finding 4: training-loop mistakes that only show across steps.
 
-:class:`LoopWatch` watches every ``optimizer.step()`` made inside it (global
-optimizer hooks, removed on exit): the loss that ``backward()`` last ran from
+:class:`LoopWatch` watches every ``optimizer.step()`` its thread makes inside
+it (global optimizer hooks, installed once, that look for a watch of the
+calling thread): the loss that ``backward()`` last ran from
 (read from a :class:`~gradlab.diagnose.observe.CallWatch` log), the norm of the
 gradients the optimizer holds, and how far the step moved its parameters.
 :func:`find` reads those steps:
@@ -46,8 +47,37 @@ class Step:
     lr: float | None
 
 
+_local = threading.local()
+_install = threading.Lock()
+_installed = False
+
+
+def _on_pre(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    watch: LoopWatch | None = getattr(_local, "watch", None)
+    if watch is not None:
+        watch._pre(optimizer)
+
+
+def _on_post(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    watch: LoopWatch | None = getattr(_local, "watch", None)
+    if watch is not None:
+        watch._post(optimizer)
+
+
+def _install_hooks() -> None:
+    # Installed once and kept: another thread may be iterating the global hook
+    # dict inside optimizer.step(), so it is never changed again. Each call
+    # looks for a watch of its own thread.
+    global _installed
+    with _install:
+        if not _installed:
+            register_optimizer_step_pre_hook(_on_pre)
+            register_optimizer_step_post_hook(_on_post)
+            _installed = True
+
+
 class LoopWatch:
-    """Record every optimizer step made inside the ``with`` block."""
+    """Record every optimizer step this thread makes inside the ``with`` block."""
 
     def __init__(self, calls: CallWatch | None = None) -> None:
         self.steps: list[Step] = []
@@ -57,28 +87,21 @@ class LoopWatch:
         self._loss: float | None = None
         self._before: list[torch.Tensor] = []
         self._grad = 0.0
-        self._handles: list[Any] = []
-        self._thread = threading.get_ident()  # the hooks are global: steps of other threads
+        self._outer: LoopWatch | None = None
 
     def __enter__(self) -> LoopWatch:
-        self._thread = threading.get_ident()
-        self._handles = [
-            register_optimizer_step_pre_hook(self._pre),
-            register_optimizer_step_post_hook(self._post),
-        ]
+        _install_hooks()
+        self._outer = getattr(_local, "watch", None)
+        _local.watch = self
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        _local.watch = self._outer
 
     def _params(self, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         return [p for group in optimizer.param_groups for p in group["params"]]
 
-    def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if threading.get_ident() != self._thread:
-            return
+    def _pre(self, optimizer: torch.optim.Optimizer) -> None:
         if all(o is not optimizer for o in self.optimizers):
             self.optimizers.append(optimizer)
         with torch.no_grad():
@@ -88,8 +111,8 @@ class LoopWatch:
             self._before = [p.detach().clone() for p in params]
         self._loss = self._last_loss()
 
-    def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if threading.get_ident() != self._thread or not self._before:
+    def _post(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self._before:
             return
         with torch.no_grad():
             params = self._params(optimizer)
