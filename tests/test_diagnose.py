@@ -378,3 +378,35 @@ def test_errors_that_are_not_autograd_mistakes_are_named_plainly() -> None:
     assert "name 'q' is not defined" in program.explanation
     (function,) = gradlab.diagnose(lambda: 1 / 0)
     assert (function.title, function.severity) == ("The code raised ZeroDivisionError", "error")
+
+
+@pytest.mark.parametrize("reset", ["opt.zero_grad()", "opt.zero_grad(set_to_none=False)",
+                                   "model.zero_grad()", "none"])  # fmt: skip
+def test_every_way_of_resetting_gradients_counts_and_a_missing_one_beats_divergence(
+    reset: str,
+) -> None:
+    def train() -> tuple[nn.Module, torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=2.0 if reset == "none" else 0.01)
+        x, y = torch.randn(16, 3), torch.randn(16, 1)
+        for _ in range(6):
+            if reset == "opt.zero_grad()":
+                opt.zero_grad()
+            elif reset == "opt.zero_grad(set_to_none=False)":
+                opt.zero_grad(set_to_none=False)
+            elif reset == "model.zero_grad()":
+                model.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        return model, loss
+
+    report = examine(train)
+    if reset == "none":  # the loss diverges too, but the missing reset is the cause
+        losses = [s.loss for s in report.steps]
+        assert losses[-1] > 10 * losses[0]  # type: ignore[operator]
+        assert loud(report.findings) == [("missing_zero_grad", "accumulating")]
+    else:
+        assert all(s.zeroed for s in report.steps[1:])  # step 0: nothing to reset yet
+        assert loud(report.findings) == []

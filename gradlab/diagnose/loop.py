@@ -30,7 +30,7 @@ from torch.optim.optimizer import (
 
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
-from gradlab.diagnose.observe import CallWatch
+from gradlab.diagnose.observe import Call, CallWatch
 
 MIN_STEPS = 4
 GROWTH = 3.0  # last gradient norm over the first, growing at every step
@@ -45,6 +45,7 @@ class Step:
     grad_norm: float  # of the gradients the optimizer held
     moved: float  # norm of the change the step made to its parameters
     lr: float | None
+    zeroed: bool | None = None  # gradients reset since the last step (None: not known)
 
 
 _local = threading.local()
@@ -87,6 +88,7 @@ class LoopWatch:
         self._loss: float | None = None
         self._before: list[torch.Tensor] = []
         self._grad = 0.0
+        self._zeroed: bool | None = None
         self._outer: LoopWatch | None = None
 
     def __enter__(self) -> LoopWatch:
@@ -109,7 +111,7 @@ class LoopWatch:
             grads = [p.grad for p in params if p.grad is not None]
             self._grad = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
             self._before = [p.detach().clone() for p in params]
-        self._loss = self._last_loss()
+        self._loss, self._zeroed = self._since_last_step()
 
     def _post(self, optimizer: torch.optim.Optimizer) -> None:
         if not self._before:
@@ -123,20 +125,32 @@ class LoopWatch:
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         self._before = []
         rate = float(lr) if lr is not None else None
-        self.steps.append(Step(self._loss, self._grad, moved, rate))
+        self.steps.append(Step(self._loss, self._grad, moved, rate, self._zeroed))
 
-    def _last_loss(self) -> float | None:
+    def _since_last_step(self) -> tuple[float | None, bool | None]:
+        """The loss backward() last ran from, and whether gradients were reset meanwhile."""
         if self._calls is None:
-            return None
+            return None, None
         calls = self._calls.calls
-        found = None
+        found, zeroed = None, False
         for call in calls[self._seen :]:
             if call.name == "backward" and call.args and isinstance(call.args[0], torch.Tensor):
                 root = call.args[0]
                 if root.numel() == 1:
                     found = float(root.detach())
+            zeroed = zeroed or _resets(call)
         self._seen = len(calls)
-        return found if found is not None else self._loss
+        return (found if found is not None else self._loss), zeroed
+
+
+_GRAD = torch.Tensor.grad
+
+
+def _resets(call: Call) -> bool:
+    """optimizer.zero_grad() (its profiler label), or ``p.grad = None`` (module.zero_grad())."""
+    if call.name == "_record_function_enter_new" and call.args:
+        return str(call.args[0]).startswith("Optimizer.zero_grad")
+    return call.name == "__set__" and getattr(call.func, "__self__", None) is _GRAD
 
 
 def find(ev: Evidence) -> list[Finding]:
@@ -149,8 +163,7 @@ def find(ev: Evidence) -> list[Finding]:
         return [outside]
     nodes = _held_nodes(ev)
     grads = [s.grad_norm for s in steps]
-    growing = all(b > a * 1.01 for a, b in itertools.pairwise(grads))
-    if growing and grads[0] > 0 and grads[-1] / grads[0] >= GROWTH:
+    if all(s.zeroed is False for s in steps[1:]):  # the call log saw no reset at all
         return [_zero_grad(grads, nodes)]
     losses = [s.loss for s in steps if s.loss is not None]
     if len(losses) >= MIN_STEPS:
@@ -159,6 +172,10 @@ def find(ev: Evidence) -> list[Finding]:
             return [_diverges(steps, losses, nodes)]
         if max(losses) - min(losses) <= 1e-9 * max(abs(first), 1.0):
             return [_flat(steps, losses, nodes)]
+    growing = all(b > a * 1.01 for a, b in itertools.pairwise(grads))
+    unknown = any(s.zeroed is None for s in steps[1:])  # no call log: growth is the only sign
+    if unknown and growing and grads[0] > 0 and grads[-1] / grads[0] >= GROWTH:
+        return [_zero_grad(grads, nodes)]
     return []
 
 
@@ -200,9 +217,10 @@ def _zero_grad(grads: list[float], nodes: tuple[str, ...]) -> Finding:
     return Finding(
         "missing_zero_grad", "warning", nodes,
         "Gradients keep growing: zero_grad() is missing",
-        f"The gradient norm grew at every one of {len(grads)} steps ({shown}, … {grads[-1]:.3g}). "
-        "backward() adds to .grad; without optimizer.zero_grad() each step's gradient is the sum "
-        "of all the steps so far, and the updates grow with it.",
+        f"No gradient was reset between any of the {len(grads)} optimizer steps, and the "
+        f"gradient norm went {shown}, … {grads[-1]:.3g}. backward() adds to .grad; without "
+        "optimizer.zero_grad() each step's gradient is the sum of all the steps so far, and the "
+        "updates grow with it.",
         "Call optimizer.zero_grad() before loss.backward() in every step (or after "
         "optimizer.step()).",
         "optimizer.step()", "accumulating",
