@@ -410,3 +410,16 @@ def test_every_way_of_resetting_gradients_counts_and_a_missing_one_beats_diverge
     else:
         assert all(s.zeroed for s in report.steps[1:])  # step 0: nothing to reset yet
         assert loud(report.findings) == []
+
+
+def test_a_training_run_s_records_are_diagnosed() -> None:
+    from gradlab.train import train
+
+    healthy = train("linear_regression", steps=12)
+    assert loud(gradlab.diagnose(healthy)) == []
+    diverging = train("linear_regression", {"lr": 1.5}, steps=12)
+    losses = [r.loss for r in diverging.records]
+    assert losses[-1] > 10 * losses[0]  # the trainer's own numbers
+    (finding,) = gradlab.diagnose(diverging.records)
+    assert (finding.kind, finding.cause) == ("lr_too_high", "diverging")
+    assert "lr=1.5" in finding.explanation

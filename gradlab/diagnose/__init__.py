@@ -73,10 +73,11 @@ def diagnose(
     ``loss_fn(output, target)`` (without ``loss_fn`` the output is the loss);
     a :class:`gradlab.presets.Case`; a function taking no arguments that
     returns the loss or ``(model, loss)`` and may train for some steps; the
-    source of a tensor program (run by the safe interpreter); or a graph from
-    :func:`gradlab.trace` (facts only: the NaN checks). The model's ``.grad``
-    are left holding this batch's gradients. ``gradcheck`` also compares
-    autograd with finite differences (models only).
+    source of a tensor program (run by the safe interpreter); a graph from
+    :func:`gradlab.trace` (facts only: the NaN checks); or a training run (a
+    :func:`gradlab.train.train` result or its ``StepRecord`` list: the loop
+    checks). The model's ``.grad`` are left holding this batch's gradients.
+    ``gradcheck`` also compares autograd with finite differences (models only).
 
     Examples
     --------
@@ -156,6 +157,10 @@ def _looker(
         if batch is None:
             raise GradLabError("diagnose(model, batch): give the model a batch of inputs.")
         return lambda deep: look_model(module, batch, target, loss_fn, deep=deep, seed=seed)
+    records = _run_records(subject)
+    if records is not None:
+        G = getattr(subject, "graph", None)
+        return lambda deep: Evidence(steps=loop.steps_of_run(records), graph=G)
     if isinstance(subject, str):
         source = subject
         return lambda deep: look_program(source)
@@ -169,6 +174,20 @@ def _looker(
         f"diagnose() cannot look at a {type(subject).__name__}: give it a model and a batch, "
         "a function returning the loss, a program's source or a traced graph."
     )
+
+
+def _run_records(subject: Any) -> list[Any] | None:
+    """A training run's step records: a ``TrainResult``, or a list of ``StepRecord``."""
+    from gradlab.records import StepRecord
+
+    records = getattr(subject, "records", subject)
+    if (
+        isinstance(records, list | tuple)
+        and records
+        and all(isinstance(r, StepRecord) for r in records)
+    ):
+        return list(records)
+    return None
 
 
 def _check(subject: Any, batch: Any, target: Any, loss_fn: Any, ev: Evidence) -> list[Agreement]:

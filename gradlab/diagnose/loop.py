@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,28 @@ def _resets(call: Call) -> bool:
     return call.name == "__set__" and getattr(call.func, "__self__", None) is _GRAD
 
 
+def steps_of_run(records: Sequence[Any]) -> list[Step]:
+    """Steps from a training run's :class:`gradlab.records.StepRecord` list.
+
+    The gradient norm and the move are known on captured steps only (``nan``
+    elsewhere); the move is the change of the parameters' norms, a lower bound.
+    The trainer resets gradients itself, so ``zeroed`` is not known.
+    """
+    steps: list[Step] = []
+    before: dict[str, float] = {}
+    for record in records:
+        grads = [p.grad_norm for p in record.params if p.grad_norm is not None]
+        norm = math.sqrt(sum(g * g for g in grads)) if record.params else math.nan
+        now = {p.name: p.norm for p in record.params}
+        moved = (
+            math.sqrt(sum((now[n] - before[n]) ** 2 for n in now if n in before))
+            if now and before else math.nan
+        )  # fmt: skip
+        before = now or before
+        steps.append(Step(float(record.loss), norm, moved, float(record.lr)))
+    return steps
+
+
 def find(ev: Evidence) -> list[Finding]:
     """Findings across the recorded steps; nothing for fewer than MIN_STEPS steps."""
     steps: list[Step] = ev.steps
@@ -172,10 +195,11 @@ def find(ev: Evidence) -> list[Finding]:
             return [_diverges(steps, losses, nodes)]
         if max(losses) - min(losses) <= 1e-9 * max(abs(first), 1.0):
             return [_flat(steps, losses, nodes)]
-    growing = all(b > a * 1.01 for a, b in itertools.pairwise(grads))
+    known = [g for g in grads if math.isfinite(g)]
+    growing = len(known) >= MIN_STEPS and all(b > a * 1.01 for a, b in itertools.pairwise(known))
     unknown = any(s.zeroed is None for s in steps[1:])  # no call log: growth is the only sign
-    if unknown and growing and grads[0] > 0 and grads[-1] / grads[0] >= GROWTH:
-        return [_zero_grad(grads, nodes)]
+    if unknown and growing and known[0] > 0 and known[-1] / known[0] >= GROWTH:
+        return [_zero_grad(known, nodes)]
     return []
 
 
@@ -244,7 +268,7 @@ def _diverges(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) ->
 
 
 def _flat(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) -> Finding:
-    moved = max(s.moved for s in steps)
+    moved = max((s.moved for s in steps if math.isfinite(s.moved)), default=0.0)
     why = "the steps did not move the parameters" if moved == 0 else "the loss ignored the steps"
     return Finding(
         "loss_flat", "warning", nodes,
