@@ -126,3 +126,16 @@ def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(GradLabError, match=r"Cannot open the run store.*GRADLAB_HOME"):
         RunStore(blocker / "runs.sqlite")
+
+
+def test_ctrl_c_keeps_what_was_recorded_and_marks_the_run_stopped(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+
+    def interrupt(record: object) -> None:
+        if record.step == 3:  # type: ignore[attr-defined]
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("linear_regression", steps=100, store=store, on_record=interrupt)
+    info = store.runs()[0]
+    assert (info.status, info.recorded, info.error) == ("stopped", 4, "stopped by the user")
