@@ -423,3 +423,22 @@ def test_a_training_run_s_records_are_diagnosed() -> None:
     (finding,) = gradlab.diagnose(diverging.records)
     assert (finding.kind, finding.cause) == ("lr_too_high", "diverging")
     assert "lr=1.5" in finding.explanation
+
+
+def test_a_long_training_loop_keeps_about_two_steps_of_calls() -> None:
+    from gradlab.diagnose.observe import CallWatch
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(4, 2)
+    sizes = []
+    calls = CallWatch()
+    with calls, LoopWatch(calls) as loop:
+        for _ in range(30):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+            sizes.append(len(calls.calls))
+    assert len(loop.steps) == 30 and all(s.zeroed for s in loop.steps)
+    assert max(sizes[5:]) == sizes[-1] < 3 * (sizes[1] - sizes[0]) + sizes[0]

@@ -86,6 +86,7 @@ class LoopWatch:
         self.optimizers: list[torch.optim.Optimizer] = []
         self._calls = calls
         self._seen = 0  # calls already read for backward()
+        self._mark = 0  # where the previous step's calls begin in the log
         self._loss: float | None = None
         self._before: list[torch.Tensor] = []
         self._grad = 0.0
@@ -129,17 +130,25 @@ class LoopWatch:
         self.steps.append(Step(self._loss, self._grad, moved, rate, self._zeroed))
 
     def _since_last_step(self) -> tuple[float | None, bool | None]:
-        """The loss backward() last ran from, and whether gradients were reset meanwhile."""
+        """The loss backward() last ran from, and whether gradients were reset meanwhile.
+
+        The log then forgets what came before the previous step: a long training
+        loop keeps about two steps of calls (enough for the last step's checks),
+        not every activation it ever made.
+        """
         if self._calls is None:
             return None, None
         calls = self._calls.calls
+        start = self._seen  # this step's calls begin here
         found, zeroed = None, False
-        for call in calls[self._seen :]:
+        for call in calls[start:]:
             if call.name == "backward" and call.args and isinstance(call.args[0], torch.Tensor):
                 root = call.args[0]
                 if root.numel() == 1:
                     found = float(root.detach())
             zeroed = zeroed or _resets(call)
+        del calls[: self._mark]  # everything before the previous step's calls
+        self._mark = start - self._mark
         self._seen = len(calls)
         return (found if found is not None else self._loss), zeroed
 
