@@ -173,3 +173,40 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(DeltaGenerator, "download_button", spy)
     return seen
+
+
+def click_node(at: Any, node: str) -> Any:
+    """Rerun an AppTest as the browser does after a click on ``node`` in a Plotly graph.
+
+    The selection goes in as the chart's own widget state (what the frontend
+    sends), so the page reads it through ``st.plotly_chart``'s return value.
+    """
+    import json
+
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+    for chart in at.get("plotly_chart"):
+        data = json.loads(chart.proto.spec)["data"]
+        for curve, trace in enumerate(data):
+            ids = list(trace.get("customdata") or [])
+            if node in ids:
+                index = ids.index(node)
+                states: WidgetStates = at._tree.get_widget_states()
+                state = states.widgets.add()
+                state.id = chart.proto.id
+                point = {
+                    "customdata": node, "curve_number": curve,
+                    "point_index": index, "point_number": index,
+                }  # fmt: skip
+                state.string_value = json.dumps(
+                    {
+                        "selection": {
+                            "points": [point],
+                            "point_indices": [index],
+                            "box": [],
+                            "lasso": [],
+                        }
+                    }
+                )
+                return at._run(states)
+    raise AssertionError(f"no Plotly chart on the page draws node {node!r}")

@@ -12,7 +12,6 @@ from typing import Any
 import networkx as nx
 import pytest
 from streamlit import config
-from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from gradlab.cli.app import TRUSTED_ENV
 from gradlab.collapse import collapse
@@ -20,7 +19,7 @@ from gradlab.export import dot_available
 from gradlab.memory import inspect_model
 from gradlab.presets import PRESETS
 from gradlab.trusted import EXAMPLE
-from tests.conftest import app_test, screenshot, wait_for_app
+from tests.conftest import app_test, click_node, screenshot, wait_for_app
 
 PAGE = "model_graph.py"
 
@@ -29,20 +28,6 @@ def figure_nodes(at: Any) -> list[str]:
     """The node ids drawn by the page's Plotly chart (trace 1 holds every node)."""
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     return list(spec["data"][1]["customdata"])
-
-
-def click_node(at: Any, node: str) -> Any:
-    """Run the page as the browser does after a click on ``node`` in the Plotly chart."""
-    chart = at.get("plotly_chart")[0]
-    index = figure_nodes(at).index(node)
-    states: WidgetStates = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = chart.proto.id
-    point = {"customdata": node, "curve_number": 1, "point_index": index, "point_number": index}
-    state.string_value = json.dumps(
-        {"selection": {"points": [point], "point_indices": [index], "box": [], "lasso": []}}
-    )
-    return at._run(states)
 
 
 def shown(at: Any) -> str:

@@ -10,7 +10,7 @@ import pytest
 from gradlab import examples
 from gradlab.graph import saved_by
 from gradlab.share import pack
-from tests.conftest import ROOT, app_test, screenshot, wait_for_app
+from tests.conftest import ROOT, app_test, click_node, screenshot, wait_for_app
 
 SQUARE = "x = torch.tensor([2., 3.], requires_grad=True)\ny = x ** 2\ny.sum().backward()\n"
 
@@ -358,3 +358,13 @@ def examples_graph(example_id: str) -> Any:
     result = run_program(example.source)
     assert result.graph is not None
     return result.graph
+
+
+def test_a_click_on_the_chart_opens_the_nodes_card() -> None:
+    at = app_test("playground.py")
+    at.selectbox(key="pg.example").set_value("chain").run()
+    at = click_node(at, "fn3")  # AddBackward0, where y's two gradient pieces meet
+    assert not at.exception
+    assert at.session_state["pg.node"] == "fn3" and at.query_params["node"] == "fn3"
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Chain rule: Add**" in text and "Paths meet at `y`" in text

@@ -16,12 +16,19 @@ from typing import Any
 
 import pytest
 import torch
-from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from gradlab import curves
 from gradlab.background import RunHandle
 from gradlab.runs import RunStore
-from tests.conftest import ROOT, _wait_healthy, app_test, free_port, screenshot, wait_for_app
+from tests.conftest import (
+    ROOT,
+    _wait_healthy,
+    app_test,
+    click_node,
+    free_port,
+    screenshot,
+    wait_for_app,
+)
 
 PAGE = "training.py"
 
@@ -126,26 +133,6 @@ def test_start_a_run_and_see_its_curves_graph_and_store(home: Path) -> None:
     assert overlay["data"][0]["y"] == [r.loss for r in handle.records]
     downloads = {b.proto.label: b for b in at.get("download_button")}
     assert set(downloads) == {"CSV", "JSON"}
-
-
-def click_node(at: Any, node: str) -> Any:
-    """Rerun as the browser does after a click on ``node`` in the graph."""
-    chart = next(
-        c
-        for c in at.get("plotly_chart")
-        if any(t.get("customdata") for t in json.loads(c.proto.spec)["data"])
-    )
-    data = json.loads(chart.proto.spec)["data"]
-    curve = next(i for i, t in enumerate(data) if t.get("customdata"))
-    index = list(data[curve]["customdata"]).index(node)
-    states: WidgetStates = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = chart.proto.id
-    point = {"customdata": node, "curve_number": curve, "point_index": index, "point_number": index}
-    state.string_value = json.dumps(
-        {"selection": {"points": [point], "point_indices": [index], "box": [], "lasso": []}}
-    )
-    return at._run(states)
 
 
 def test_clicking_a_node_shows_its_gradient_history(home: Path) -> None:
