@@ -95,7 +95,9 @@ def _transformer(layers: int, d_model: int) -> Case:
         raise GradLabError(f"d_model={d_model} must be a multiple of the 4 attention heads.")
     model = models.TransformerEncoder(layers, d_model, heads=4)
     x = torch.randn(2, 8, d_model)  # (B, T, C)
-    return Case(model, x, torch.zeros(2, 8, d_model), nn.MSELoss())
+    # A random target: zeros right after the last LayerNorm would make mean(y ** 2) = 1
+    # whatever the weights before it, so every gradient there would vanish.
+    return Case(model, x, torch.randn(2, 8, d_model), nn.MSELoss())
 
 
 def _resnet_block() -> Case:

@@ -212,3 +212,21 @@ def test_what_ops_saved_for_backward_is_kept_and_equals_torch() -> None:
     assert G.nodes[exp_node]["saved_bytes"] == x.numel() * 4
     rule = card(G, nll).rules[0]  # the target is known, so the rule's numbers are computed
     assert rule.computed is not None and rule.agrees
+
+
+def test_tensor_comparisons_give_masks_as_in_python() -> None:
+    result = run_program(
+        "x = torch.tensor([-1., 2., 3.], requires_grad=True)\n"
+        "mask = x > 0\n"
+        "y = (x * mask).sum() + (x[x >= 3] ** 2).sum()\n"
+        "y.backward()\n"
+        "chained = 1 < 2 < 3\n"
+    )
+    assert result.ok, result.error
+    x = torch.tensor([-1.0, 2.0, 3.0], requires_grad=True)
+    ((x * (x > 0)).sum() + (x[x >= 3] ** 2).sum()).backward()
+    assert variable(result, "x").grad["values"] == x.grad.tolist()  # type: ignore[union-attr]
+    assert variable(result, "mask").value["values"] == [False, True, True]
+    assert variable(result, "chained").text == "True"
+    chain = run_program("x = torch.tensor([1., 2.])\nok = 0 < x < 3\n")  # as Python: ambiguous
+    assert chain.error is not None and "ambiguous" in chain.error.message

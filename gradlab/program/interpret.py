@@ -534,12 +534,15 @@ def _eval_boolop(it: Interpreter, node: ast.BoolOp, scope: dict[str, Any]) -> An
 
 
 def _eval_compare(it: Interpreter, node: ast.Compare, scope: dict[str, Any]) -> Any:
+    # As Python does: `a < b` is the comparison's own value (a tensor for tensors);
+    # only a chain `a < b < c` asks each link but the last for its truth.
     left = it.eval(node.left, scope)
+    last = len(node.ops) - 1
     result: Any = True
-    for op, right_node in zip(node.ops, node.comparators, strict=True):
+    for i, (op, right_node) in enumerate(zip(node.ops, node.comparators, strict=True)):
         right = it.eval(right_node, scope)
         result = _COMPARE[type(op)](left, right)
-        if not result:
+        if i < last and not result:
             return result
         left = right
     return result
