@@ -130,16 +130,16 @@ def show_picture(result: ProgramResult, presenting: bool) -> None:
         )
         return
     where = f"`{result.root}`" if result.root else "the last tensor"
-    steps = "with the backward pass" if result.backward_calls else "(no backward() yet)"
     can_step = bool(G.graph.get("backward"))
-    left, middle, right = st.columns([5, 4, 3], vertical_alignment="center")
-    left.markdown(f"**The graph of {where}** {steps}")
+    steps = "with the backward pass" if can_step else "(no backward pass ran)"
+    st.markdown(f"**The graph of {where}** {steps}")
+    stepping, showing = st.columns(2)
     if can_step:
-        middle.toggle(
+        stepping.toggle(
             "Step through backward()", key=STEPPING,
             help="Walk the engine's real order, one op at a time (← and → keys).",
         )  # fmt: skip
-    saved = bool(nodes_of(G, "saved")) and right.toggle(
+    saved = bool(nodes_of(G, "saved")) and showing.toggle(
         "Saved tensors", key="pg.saved",
         help="Draw the tensors each op saved for its backward (orange triangles).",
     )  # fmt: skip
