@@ -210,3 +210,18 @@ def click_node(at: Any, node: str) -> Any:
                 )
                 return at._run(states)
     raise AssertionError(f"no Plotly chart on the page draws node {node!r}")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Small models train faster on one thread, and far faster on a busy machine.
+
+    Training tests use it for every test of theirs:
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

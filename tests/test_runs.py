@@ -7,25 +7,16 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from gradlab.errors import GradLabError
 from gradlab.records import RunConfig, read_json, to_csv, to_json
 from gradlab.runs import RunStore, home
 from gradlab.train import train
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small models train faster on one thread, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_home_honours_gradlab_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from gradlab.background import Lease, RunHandle, live_runs
 from gradlab.plugins import discover
 from gradlab.runs import RunStore
 from gradlab.train import configure
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small models train faster on one thread, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _handle(tmp_path: Path, steps: int = 10_000, **kwargs: object) -> RunHandle:
