@@ -8,6 +8,7 @@ node a finding points at is checked on the graph ``gradlab.trace`` draws.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from gradlab.diagnose import Finding, LoopWatch, by_severity, examine, worst
 from gradlab.diagnose import broken as b
 from gradlab.diagnose.gallery import CASES, examine_case, get
 from gradlab.errors import GradLabError
+from gradlab.trace import walk
 
 #: The op of the node each case's finding points at first.
 EXPECTED_OP = {
@@ -437,3 +439,105 @@ def test_a_long_training_loop_keeps_about_two_steps_of_calls() -> None:
             sizes.append(len(calls.calls))
     assert len(loop.steps) == 30 and all(s.zeroed for s in loop.steps)
     assert max(sizes[5:]) == sizes[-1] < 3 * (sizes[1] - sizes[0]) + sizes[0]
+
+
+class TwoSenders(nn.Module):
+    """The masked sqrt and a second branch both send to the linear layer's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear(x)
+        return (torch.where(h > 0, torch.sqrt(h), torch.zeros_like(h)) + 2 * h).sum()
+
+
+def _region_and_whole(model: nn.Module, x: torch.Tensor) -> list[tuple[Any, ...]]:
+    """The passes the backward NaN check makes on a model: its region, then the whole graph."""
+    from gradlab.diagnose import nonfinite
+    from gradlab.diagnose.look import look_model
+
+    ev = look_model(model, x, None, None)
+    assert ev.loss is not None and ev.loss.grad_fn is not None
+    passes: list[tuple[Any, ...]] = []
+    region = nonfinite._region(ev)
+    if region is not None:
+        passes.append((ev, *region))
+    fns, _ = walk([ev.loss.grad_fn])
+    leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+    passes.append((ev, ev.loss, None, leaves, fns))
+    return passes
+
+
+class Deep(nn.Module):
+    """Three layers with the masked sqrt between the second and the third."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(3, 6), nn.Linear(6, 6), nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.b(torch.tanh(self.a(x)))
+        return self.c(torch.where(h > 0, torch.sqrt(h), torch.zeros_like(h))).sum()
+
+
+@pytest.mark.parametrize("model_type", [MaskedSqrt, TwoSenders, Deep])
+def test_the_edge_pass_names_the_node_the_hooked_pass_stops_at(model_type: type) -> None:
+    from gradlab.diagnose import nonfinite
+
+    torch.manual_seed(0)
+    model = model_type()
+    for ev, *args in _region_and_whole(model, torch.randn(16, 3)):
+        hooked = nonfinite._hooked_pass(ev, *args)
+        assert hooked is not None and hooked.where == "SqrtBackward0"
+        assert nonfinite._pass(ev, *args) == hooked  # same node, same counts, same ranges
+    (finding,) = gradlab.diagnose(model, torch.randn(16, 3))
+    assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt")
+
+
+def test_the_edge_pass_reads_what_the_node_sent_or_leaves_it_to_the_hooks() -> None:
+    from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3)
+    model = MaskedSqrt()
+    loss = model(x)
+    loss.backward(retain_graph=True)
+    fns, _ = walk([loss.grad_fn])
+    leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+    grads = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+    sender = first_bad_sender(loss, None, leaves, fns)
+    assert sender != AMBIGUOUS and sender is not None
+    fn, sent = sender
+    assert type(fn).__name__ == "SqrtBackward0"
+    # What the sqrt node sends, computed by hand: where's gradient (1 or 0) / (2 sqrt(h)).
+    h = (x @ model.linear.weight.T + model.linear.bias).detach()
+    torch.testing.assert_close(sent, (h > 0).float() / (2 * h.sqrt()), equal_nan=True)
+    for p, g in zip(model.parameters(), grads, strict=True):  # .grad is left as it was
+        torch.testing.assert_close(p.grad, g, equal_nan=True, rtol=0, atol=0)
+    two = TwoSenders()
+    loss = two(x)
+    fns, _ = walk([loss.grad_fn])
+    leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+    assert first_bad_sender(loss, None, leaves, fns) == AMBIGUOUS  # sqrt and 2 * h meet at h
+
+
+def test_layer_gradients_are_sized_in_one_go_as_torch_sizes_them() -> None:
+    from gradlab.diagnose.observe import CallWatch, settle, watch_layers
+
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)), torch.randn(6, 4)
+    with CallWatch() as calls:
+        out = model(x)
+    layers = watch_layers(calls.calls, model, dict(model.named_parameters()))
+    outputs = [layer.tensor for layer in layers]
+    for t in outputs:
+        assert t is not None
+        t.retain_grad()
+    out.pow(2).sum().backward()
+    assert [layer.grad_rms for layer in layers] == [None, None]  # sized when read
+    settle(layers)
+    for layer, t in zip(layers, outputs, strict=True):
+        assert t is not None and t.grad is not None
+        assert layer.grad_rms == pytest.approx(float(t.grad.double().pow(2).mean().sqrt()))

@@ -17,7 +17,8 @@ import torch
 
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
-from gradlab.diagnose.observe import Call
+from gradlab.diagnose.observe import Call, settle
+from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender
 from gradlab.graph import Graph, TensorSummary, engine_order
 from gradlab.trace import walk
 
@@ -135,6 +136,16 @@ def backward_culprit(G: Graph) -> Finding | None:
     return None
 
 
+def _sender_finding(ev: Evidence, sender: tuple[Any, torch.Tensor]) -> Finding | None:
+    """The backward finding for the first node that sent a non-finite gradient."""
+    fn, sent = sender
+    n = ev.index.fn(fn)
+    if n is None:
+        return None
+    ranges = [_range(t) for t in _inputs_of(fn, ev.calls or [])]
+    return _backward_finding(type(fn).__name__, ranges, _counts(sent), n)
+
+
 class _Found(Exception):
     """Raised in a hook to stop the backward pass at the culprit."""
 
@@ -144,7 +155,11 @@ class _Found(Exception):
 
 
 def live_backward_culprit(ev: Evidence) -> Finding | None:
-    """Run backward again on the retained graph, hooked, and stop at the first bad node.
+    """Run backward again on the retained graph and find the first node that sent a NaN.
+
+    One ``autograd.grad`` call over gradient edges, no Python hook per node
+    (:mod:`gradlab.diagnose.received`); a hooked pass that stops at the
+    culprit only when two nodes send to the input that went bad.
 
     First only between the last layer (in forward order) whose output got a
     non-finite gradient and the layer after it, whose gradient was finite: the
@@ -157,16 +172,31 @@ def live_backward_culprit(ev: Evidence) -> Finding | None:
     if loss is None or loss.grad_fn is None:
         return None
     region = _region(ev)
-    found = _hooked_pass(ev, *region) if region is not None else None
+    found = _pass(ev, *region) if region is not None else None
     if found is None:
         fns, _ = walk([loss.grad_fn])
         leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
-        found = _hooked_pass(ev, loss, None, leaves, fns)
+        found = _pass(ev, loss, None, leaves, fns)
     return found
+
+
+def _pass(
+    ev: Evidence, root: torch.Tensor, grad: torch.Tensor | None, inputs: list[torch.Tensor],
+    fns: list[Any],
+) -> Finding | None:  # fmt: skip
+    """The pass from ``root`` to ``inputs``, watching ``fns``: gradient edges, else hooks."""
+    try:
+        sender = first_bad_sender(root, grad, inputs, fns)
+    except RuntimeError:
+        return None  # the graph was freed: the deep look finds it
+    if sender == AMBIGUOUS:  # two nodes send to one input: only hooks tell which one
+        return _hooked_pass(ev, root, grad, inputs, fns)
+    return _sender_finding(ev, sender) if sender is not None else None
 
 
 def _region(ev: Evidence) -> tuple[Any, Any, list[torch.Tensor], list[Any]] | None:
     """(root, its gradient, the input to stop at, the nodes to hook) around the first bad layer."""
+    settle(ev.modules)
     layers = [c for c in ev.modules if c.grad_rms is not None and c.tensor is not None]
     bad = [i for i, c in enumerate(layers) if not math.isfinite(c.grad_rms or 0.0)]
     if not bad or ev.loss is None:

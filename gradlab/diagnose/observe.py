@@ -17,6 +17,7 @@ Both keep live references only; nothing is summarised while the code runs.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -173,9 +174,26 @@ class ModuleCall:
     grad_rms: float | None = None  # its root mean square
 
     def keep_grad(self, grad: torch.Tensor) -> None:
-        """Tensor hook: keep the gradient arriving at the output, and its size."""
-        self.grad = g = grad.detach()
-        self.grad_rms = float(g.double().pow(2).mean().sqrt()) if g.numel() else 0.0
+        """Tensor hook: keep the gradient arriving at the output (:func:`settle` sizes it)."""
+        self.grad = grad.detach()
+        self.grad_rms = None
+
+
+def settle(calls: list[ModuleCall]) -> None:
+    """Give each call that kept a gradient its RMS: one fused norm, one transfer for all."""
+    todo = [c for c in calls if c.grad is not None and c.grad_rms is None]
+    dense = [c for c in todo if c.grad is not None and c.grad.numel() > 0
+             and c.grad.is_floating_point() and not c.grad.is_sparse]  # fmt: skip
+    fused = {id(c) for c in dense}
+    for c in todo:
+        if c.grad is not None and id(c) not in fused:  # empty, sparse or complex: one by one
+            g = c.grad.to_dense() if c.grad.is_sparse else c.grad
+            c.grad_rms = float(g.abs().double().pow(2).mean().sqrt()) if g.numel() else 0.0
+    if dense:
+        grads = [c.grad for c in dense if c.grad is not None]
+        norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64)).tolist()
+        for c, g, norm in zip(dense, grads, norms, strict=True):
+            c.grad_rms = norm / math.sqrt(g.numel())  # sqrt(mean(g ** 2)), in float64
 
 
 _local = threading.local()

@@ -21,6 +21,7 @@ import torch
 
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.observe import settle
 
 VANISH = 1e-4  # first layer's gradient RMS over the last one's
 EXPLODE = 1e4
@@ -44,6 +45,7 @@ def profile(ev: Evidence) -> list[Layer]:
 
     A layer called several times (a training loop) shows its last call's gradient.
     """
+    settle(ev.modules)
     last: dict[int, tuple[int, str, float]] = {}
     for i, call in enumerate(ev.modules):
         if call.grad_rms is None:
