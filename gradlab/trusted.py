@@ -21,6 +21,11 @@ the output). See :data:`EXAMPLE`. The child runs
 :func:`gradlab.memory.inspect_model` and sends back facts only (the pickled
 :class:`~gradlab.memory.ModelRun`: graph, saved tensors, parameter table).
 Errors come back as a message naming the line of the pasted code.
+
+With ``task="diagnose"`` (the Debugger page) the child runs
+:func:`gradlab.diagnose.examine` on the same model, batch and loss instead,
+and sends back its :class:`~gradlab.diagnose.Report` (findings and graph,
+facts only).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -47,6 +52,9 @@ from torch import nn
 from gradlab.cli.app import TRUSTED_ENV
 from gradlab.errors import GradLabError
 from gradlab.memory import ModelRun, inspect_model
+
+if TYPE_CHECKING:
+    from gradlab.diagnose import Report
 
 #: The name pasted code runs under; tracebacks show it.
 FILENAME = "<model code>"
@@ -75,6 +83,8 @@ loss = lambda out: out.pow(2).mean()   # optional: default is out.sum()
 """
 
 Status = Literal["ok", "error", "timeout", "memory", "cancelled", "crashed"]
+#: What the child does with the model: the Model graph page's facts, or the debugger's report.
+Task = Literal["inspect", "diagnose"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class TrustedResult:
     stdout: str
     stderr: str
     seconds: float
+    report: Report | None = None  # the debugger's report, for task "diagnose", when ok
 
 
 def trusted_enabled(address: str | None) -> bool:
@@ -141,7 +152,9 @@ def how_to_enable(address: str | None) -> str:
     )
 
 
-def start(code: str, *, address: str | None, limits: Limits | None = None) -> TrustedRun:
+def start(
+    code: str, *, address: str | None, limits: Limits | None = None, task: Task = "inspect"
+) -> TrustedRun:
     """Start running pasted ``code`` in a child process; refused unless trusted mode is on."""
     if not trusted_enabled(address):
         raise GradLabError(how_to_enable(address))
@@ -163,16 +176,18 @@ def start(code: str, *, address: str | None, limits: Limits | None = None) -> Tr
     with (path / "stdout.txt").open("wb") as out, (path / "stderr.txt").open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-c", "from gradlab.trusted import child_main; child_main()",
-             folder.name, str(limits.seconds), str(limits.memory_mb)],
+             folder.name, str(limits.seconds), str(limits.memory_mb), task],
             stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
             start_new_session=True,  # its own process group: a kill takes its children too
         )  # fmt: skip
     return TrustedRun(process, folder, limits)
 
 
-def run_code(code: str, *, address: str | None, limits: Limits | None = None) -> TrustedResult:
+def run_code(
+    code: str, *, address: str | None, limits: Limits | None = None, task: Task = "inspect"
+) -> TrustedResult:
     """Run pasted ``code`` and wait for the result (see :func:`start`)."""
-    return start(code, address=address, limits=limits).result()
+    return start(code, address=address, limits=limits, task=task).result()
 
 
 class TrustedRun:
@@ -259,7 +274,14 @@ class TrustedRun:
             )
             return TrustedResult("crashed", None, message, None, stdout, stderr, seconds)
         return TrustedResult(
-            reply.status, reply.run, reply.message, reply.line, stdout, stderr, seconds
+            reply.status,
+            reply.run,
+            reply.message,
+            reply.line,
+            stdout,
+            stderr,
+            seconds,
+            reply.report,
         )
 
 
@@ -271,15 +293,17 @@ class _Reply:
     run: ModelRun | None = None
     message: str = ""
     line: int | None = None
+    report: Report | None = None
 
 
 def child_main() -> None:
-    """Entry point of the child process: argv is (folder, seconds, memory MiB)."""
+    """Entry point of the child process: argv is (folder, seconds, memory MiB[, task])."""
     folder, seconds, memory_mb = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    task: Task = "diagnose" if sys.argv[4:5] == ["diagnose"] else "inspect"
     torch.set_num_threads(1)
     _limit_resources(seconds, memory_mb)
     code = (folder / "code.py").read_text()
-    reply = _execute(code, memory_mb)
+    reply = _execute(code, memory_mb, task)
     data = pickle.dumps(reply)
     (folder / "result.tmp").write_bytes(data)
     (folder / "result.tmp").rename(folder / "result.pkl")  # whole or absent
@@ -308,7 +332,7 @@ def _address_space() -> int | None:
     return None
 
 
-def _execute(code: str, memory_mb: int) -> _Reply:
+def _execute(code: str, memory_mb: int, task: Task = "inspect") -> _Reply:
     try:
         compiled = compile(code, FILENAME, "exec")
     except SyntaxError as exc:
@@ -319,6 +343,8 @@ def _execute(code: str, memory_mb: int) -> _Reply:
         exec(compiled, namespace)
         model, inputs, loss = _contract(namespace)
         stage = "model(x), the loss or backward failed: "
+        if task == "diagnose":
+            return _Reply("ok", report=_diagnose(model, inputs, loss))
         run = inspect_model(model, inputs, loss)
     except MemoryError:
         return _Reply("memory", message=_memory_message(memory_mb))
@@ -329,6 +355,24 @@ def _execute(code: str, memory_mb: int) -> _Reply:
             return _Reply("memory", message=_memory_message(memory_mb), line=_user_line(exc))
         return _Reply("error", message=_error_message(exc, code, stage), line=_user_line(exc))
     return _Reply("ok", run=run)
+
+
+def _diagnose(
+    model: nn.Module,
+    inputs: list[torch.Tensor],
+    loss: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> Report:
+    """The debugger's report on the pasted model, its batch and its loss (default: sum)."""
+    from gradlab.diagnose import examine
+
+    loss_fn = loss if loss is not None else _sum
+    if len(inputs) == 1:
+        return examine(model, inputs[0], loss_fn=loss_fn, graph=True)
+    return examine(lambda: (model, loss_fn(model(*inputs))), graph=True)
+
+
+def _sum(out: torch.Tensor) -> torch.Tensor:
+    return out.sum()
 
 
 def _contract(

@@ -128,3 +128,36 @@ def test_errors_name_the_line(enabled: None) -> None:
     assert "return self.out(torch.tanh(self.hidden(x).t()))" in broken.message
     missing = run_code(EXAMPLE.replace("model = Net()", "net = Net()"), address=LOCAL)
     assert missing.status == "error" and "must define `model`" in missing.message
+
+
+def test_the_diagnose_task_sends_back_the_debugger_s_report(enabled: None) -> None:
+    healthy = run_code(SEEDED, address=LOCAL, task="diagnose")
+    assert healthy.status == "ok", healthy.message
+    assert healthy.run is None and healthy.report is not None
+    assert healthy.report.findings == () and healthy.stdout == "built 49 parameters\n"
+    assert {m for _, m in healthy.report.graph.nodes(data="module") if m} == {"hidden", "out"}
+    masked = SEEDED.replace(
+        "loss = lambda out: out.pow(2).mean()",
+        "loss = lambda out: torch.where(out > 0, out.sqrt(), torch.zeros_like(out)).sum()",
+    )
+    result = run_code(masked, address=LOCAL, task="diagnose")
+    assert result.status == "ok" and result.report is not None
+    (finding,) = result.report.findings
+    assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt")
+    assert result.report.graph.nodes[finding.nodes[0]]["op"] == "SqrtBackward0"
+    namespace: dict[str, object] = {}  # the premise, in plain torch: a NaN gradient
+    exec(masked.replace("print(", "(lambda *_: None)("), namespace)
+    model, x, loss = namespace["model"], namespace["x"], namespace["loss"]
+    loss(model(x)).backward()  # type: ignore[operator]
+    assert torch.isnan(model.hidden.weight.grad).any()  # type: ignore[union-attr]
+    pair = (
+        "import torch\nfrom torch import nn\n\n\nclass Two(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.hidden = nn.Linear(4, 8)\n        self.out = nn.Linear(8, 1)\n\n"
+        "    def forward(self, x, y):\n        return self.out(self.hidden(x)) + y\n\n\n"
+        "model = Two()\nx = (torch.randn(16, 4), torch.randn(16, 1))\n"
+    )
+    both = run_code(pair, address=LOCAL, task="diagnose")  # model(*x): two inputs
+    assert both.status == "ok", both.message
+    assert both.report is not None and both.report.graph is not None
+    assert {m for _, m in both.report.graph.nodes(data="module") if m} == {"hidden", "out"}
