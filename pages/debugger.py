@@ -1,19 +1,22 @@
 """Debugger: why a gradient is None, NaN, vanishing or exploding, pinned to the graph.
 
-Load a broken case of the gallery, a preset model, or type a tensor program;
+Load a broken case of the gallery, a preset model, type a tensor program, or
+paste your own ``nn.Module`` code (trusted mode only: it runs in a child
+process with limits, see :mod:`gradlab.trusted`);
 :func:`gradlab.diagnose.examine` lists the findings by severity and the nodes
 where each problem starts are outlined in red. Clicking a finding (or a node)
-selects its node and opens its details.
+selects its node, centres the graph on it and opens its details.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from gradlab import presets
+from gradlab import presets, trusted
 from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
 from gradlab.errors import GradLabError
@@ -22,8 +25,12 @@ from graph_view import show_graph
 from node_details import show_node
 
 SOURCE, CASE, PRESET, PROGRAM = "dbg.source", "dbg.case", "dbg.preset", "dbg.program"
-NODE = "dbg.node"
-SOURCES = {"gallery": "Gallery of broken models", "preset": "Preset model", "program": "Program"}
+NODE, FOCUS = "dbg.node", "dbg.focus"
+SOURCES = {
+    "gallery": "Gallery of broken models", "preset": "Preset model", "program": "Program",
+    "code": "Your nn.Module code",
+}  # fmt: skip
+CODE, JOB, RESULT = "dbg.code", "dbg.job", "dbg.result"
 ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
 START = (
     "x = torch.tensor([1., 0., 2.], requires_grad=True)\n"
@@ -63,16 +70,16 @@ def first_visit() -> None:
     if q.get("preset") in presets.PRESETS and q.get("case") is None:
         st.session_state[SOURCE] = "preset"
     st.session_state[PROGRAM] = START
-    st.session_state[NODE] = None
+    st.session_state[NODE] = st.session_state[FOCUS] = None
 
 
 def forget_node() -> None:
-    st.session_state[NODE] = None
+    st.session_state[NODE] = st.session_state[FOCUS] = None
 
 
 def load_case(name: str) -> None:
     st.session_state[CASE] = name
-    st.session_state[NODE] = None
+    st.session_state[NODE] = st.session_state[FOCUS] = None
 
 
 FAMILIES = {
@@ -118,6 +125,8 @@ def pick() -> tuple[Report | None, str]:
             st.caption(presets.PRESETS[name].description + " Healthy: expect no warnings.")
             gradcheck = st.toggle("Gradient check", key="dbg.gc")
             return diagnose_preset(name, gradcheck), ""
+        if source == "code":
+            return pick_code(), ""
         code = st.text_area("Program", key=PROGRAM, height=200, on_change=forget_node,
                             help="Press Ctrl+Enter to run. The same safe interpreter as the "
                             "Playground: torch, nn, F, loops, functions, backward().")  # fmt: skip
@@ -125,6 +134,78 @@ def pick() -> tuple[Report | None, str]:
     except GradLabError as exc:
         st.error(str(exc))
     return None, ""
+
+
+def pick_code() -> Report | None:
+    """The code box: pasted model code runs in trusted mode only, in a child process."""
+    address = st.get_option("server.address")
+    enabled = trusted.trusted_enabled(address)
+    st.session_state.setdefault(CODE, trusted.EXAMPLE)
+    code = st.text_area(
+        "Your model code: define `model` (an nn.Module) and `x` (the input batch); "
+        "`loss` (a function of the output) is optional",
+        key=CODE, height=300, disabled=not enabled,
+    )  # fmt: skip
+    if not enabled:
+        st.info(trusted.how_to_enable(address))
+        return None
+    seconds_column, memory_column, run_column = st.columns([1, 1, 1], vertical_alignment="bottom")
+    seconds = seconds_column.number_input("Time limit (s)", 1, 600, 30, key="dbg.seconds")
+    memory = memory_column.number_input("Memory limit (MiB)", 256, 65536, 2048, key="dbg.memory")
+    if run_column.button("Run", type="primary", key="dbg.run", disabled=JOB in st.session_state,
+                         width="stretch"):  # fmt: skip
+        start_code(code, address, trusted.Limits(float(seconds), int(memory)))
+    if JOB in st.session_state:
+        watch_job()
+    result: trusted.TrustedResult | None = st.session_state.get(RESULT)
+    if result is None:
+        st.caption("Press Run: the code runs in a separate process, with these limits, and "
+                   "is diagnosed there.")  # fmt: skip
+        return None
+    show_outcome(result)
+    return result.report
+
+
+def start_code(code: str, address: str | None, limits: trusted.Limits) -> None:
+    """Start the child process that runs and diagnoses the code; keep its handle."""
+    st.session_state.pop(RESULT, None)
+    st.session_state[NODE] = st.session_state[FOCUS] = None
+    try:
+        st.session_state[JOB] = trusted.start(code, address=address, limits=limits,
+                                              task="diagnose")  # fmt: skip
+    except GradLabError as exc:
+        st.error(str(exc))
+
+
+@st.fragment(run_every=0.5)
+def watch_job() -> None:
+    """While the code runs: elapsed time and the kill button; the page stays usable."""
+    job: trusted.TrustedRun | None = st.session_state.get(JOB)
+    if job is None:
+        return
+    if st.button("Kill", key="dbg.kill", icon=":material/stop_circle:"):
+        job.cancel()
+        with contextlib.suppress(TimeoutError):  # a killed process ends at once
+            job.result(timeout=5)
+    if job.done():
+        st.session_state[RESULT] = job.result()
+        del st.session_state[JOB]
+        st.rerun()
+    st.info(f"Running your code… {job.elapsed():.0f} s (limit {job.limits.seconds:g} s)")
+
+
+def show_outcome(result: trusted.TrustedResult) -> None:
+    """How the run ended, and what the code printed."""
+    if result.status == "ok":
+        st.success(f"Ran and diagnosed in {result.seconds:g} s.")
+    else:
+        st.error(result.message)
+    if result.stdout or result.stderr:
+        with st.expander("Output of your code"):
+            if result.stdout:
+                st.code(result.stdout, language=None)
+            if result.stderr:
+                st.code(result.stderr, language=None)
 
 
 def show_findings(findings: tuple[Finding, ...]) -> None:
@@ -141,7 +222,7 @@ def show_findings(findings: tuple[Finding, ...]) -> None:
             if f.nodes:
                 label = f"Show {f.nodes[0]} on the graph"
                 if st.button(label, key=f"dbg.show.{i}", icon=":material/my_location:"):
-                    st.session_state[NODE] = f.nodes[0]
+                    st.session_state[NODE] = st.session_state[FOCUS] = f.nodes[0]
             elif f.where:
                 st.caption(f"Not on the graph: {f.where}")
 
@@ -184,8 +265,10 @@ def show_picture(report: Report) -> None:
     if report.agreements:
         color = {a.node: min(a.worst, 1e6) for a in report.agreements if a.node in G}
         st.caption("Leaves coloured by the gradient check's error (above 1: disagreement).")
+    focus = st.session_state.get(FOCUS)
     clicked = show_graph(G, key="dbg", highlight=culprits, selected=selected, color=color,
-                         color_label="check error" if report.agreements else "")  # fmt: skip
+                         color_label="check error" if report.agreements else "",
+                         focus=focus if focus in G else None)  # fmt: skip
     if clicked is not None and clicked != st.session_state.get("dbg.clicked"):
         selected = st.session_state[NODE] = clicked  # a new click; a finding's button wins after
     st.session_state["dbg.clicked"] = clicked

@@ -32,6 +32,9 @@ from gradlab.render.dot import to_dot
 from gradlab.render.plotly import LABELS_UP_TO, ColorBy, to_figure
 from gradlab.share import View
 
+#: How many layers (rows) a focused view shows at most, and how many node widths across.
+FOCUS_LAYERS = 10
+FOCUS_WIDTH = 12
 #: Above this many nodes the Graphviz view (and SVG/PNG files) would take minutes.
 GRAPHVIZ_UP_TO = 1500
 _VIEWS: dict[View, str] = {"plotly": "Interactive", "graphviz": "Graphviz"}
@@ -56,6 +59,7 @@ def show_graph(
     view: View = "plotly",
     height: int | None = None,
     large: bool = False,
+    focus: str | None = None,
 ) -> str | None:
     """Draw ``G`` under a view switch; return the node id selected by a click, else None.
 
@@ -63,7 +67,9 @@ def show_graph(
     choice). ``highlight`` outlines nodes in red and ``selected`` one node in
     blue; ``color`` and ``color_label`` are :func:`gradlab.render.plotly.to_figure`'s.
     ``clusters`` boxes each module in the Graphviz view; ``large`` draws
-    bigger labels (presenter mode).
+    bigger labels (presenter mode). ``focus`` centres the interactive view on
+    that node (zoomed in to about :data:`FOCUS_LAYERS` layers when the graph
+    is taller); the Graphviz picture stays as it is.
     """
     view_key = f"{key}.view"
     if st.session_state.get(view_key) not in _VIEWS:
@@ -89,6 +95,8 @@ def show_graph(
         height=height,
     )  # fmt: skip
     _room_for_labels(fig, G)
+    if focus is not None and focus in G:
+        _centre_on(fig, focus)
     if large:
         _enlarge(fig)
     # The key changes with the node set, so a selection never outlives the graph it was in.
@@ -152,6 +160,28 @@ def _room_for_labels(fig: go.Figure, G: Graph) -> None:
     xs = [x for trace in fig.data for x in (trace.x or ()) if x is not None]
     if xs:
         fig.update_xaxes(range=[min(xs) - 0.6, max(xs) + 1.8])
+
+
+def _centre_on(fig: go.Figure, n: str) -> None:
+    """Axis ranges centred on node ``n``: the whole graph if it fits, else a window round it."""
+    where = next(
+        ((t.x[i], t.y[i]) for t in fig.data if t.customdata
+         for i, m in enumerate(t.customdata) if m == n),
+        None,
+    )  # fmt: skip
+    if where is None:
+        return
+    cx, cy = float(where[0]), float(where[1])
+    points = [(x, y) for t in fig.data if t.customdata for x, y in zip(t.x, t.y, strict=True)]
+    xs, ys = [float(x) for x, _ in points], [float(y) for _, y in points]
+    # Half-widths that reach the farthest node (and the labels on the right), at most a window.
+    half_x = min(max(cx - min(xs) + 0.6, max(xs) - cx + 1.8), FOCUS_WIDTH / 2)
+    half_y = min(max(cy - min(ys), max(ys) - cy) + 0.5, FOCUS_LAYERS / 2)
+    fig.update_xaxes(range=[cx - half_x, cx + half_x])
+    fig.update_yaxes(range=[cy - half_y, cy + half_y])
+    # A window of layers at the figure's own 70 px a layer, so it fits on the screen.
+    window = int(max(320, 70 * 2 * half_y + 80))
+    fig.update_layout(height=min(int(fig.layout.height or window), window))
 
 
 def _enlarge(fig: go.Figure) -> None:

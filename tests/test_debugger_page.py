@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from streamlit import config
 
+from gradlab.cli.app import TRUSTED_ENV
 from gradlab.diagnose.gallery import CASES, get
 from tests.conftest import app_test, screenshot, wait_for_app
 
@@ -96,6 +99,139 @@ def test_the_gradient_check_switch_finds_the_wrong_backward_and_paints_it() -> N
     assert any("No problems found" in s.value for s in at.success)
 
 
+def figure(at: Any) -> dict[str, Any]:
+    """The Plotly chart's spec: its traces and layout."""
+    charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"]
+    return dict(json.loads(charts[0].proto.spec))
+
+
+def position(spec: dict[str, Any], n: str) -> tuple[float, float]:
+    """Where node ``n`` is drawn."""
+    for t in spec["data"]:
+        if n in (t.get("customdata") or []):
+            i = t["customdata"].index(n)
+            return float(t["x"][i]), float(t["y"][i])
+    raise AssertionError(f"{n} is not drawn")
+
+
+def test_a_finding_s_button_centres_the_graph_on_its_node() -> None:
+    at = app_test("debugger.py")
+    at.selectbox(key="dbg.case").set_value("vanishing_sigmoid").run()
+    before = figure(at)["layout"]
+    assert "range" not in before.get("yaxis", {})  # no focus yet: the whole graph
+    at.button(key="dbg.show.0").click().run()
+    assert not at.exception
+    node = at.session_state["dbg.node"]
+    spec = figure(at)
+    x, y = position(spec, node)
+    (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
+    assert x0 < x < x1 and y0 < y < y1
+    assert (x0 + x1) / 2 == pytest.approx(x) and (y0 + y1) / 2 == pytest.approx(y)
+    ys = [v for t in spec["data"] if t.get("customdata") for v in t["y"]]
+    assert max(ys) - min(ys) > 10 and y1 - y0 <= 10  # a tall graph: a window round the node
+    assert position(spec, node) in [
+        (float(t["x"][0]), float(t["y"][0]))
+        for t in spec["data"] if t.get("marker", {}).get("line", {}).get("color") == "royalblue"
+    ]  # fmt: skip  # and it is the selected one
+
+
+def test_a_small_graph_is_centred_on_the_node_and_kept_whole() -> None:
+    at = app_test("debugger.py")
+    at.selectbox(key="dbg.case").set_value("where_nan_gradient").run()
+    at.radio(key="dbg.view").set_value("graphviz").run()
+    unfocused = at.get("graphviz_chart")[0].proto.spec
+    at.radio(key="dbg.view").set_value("plotly").run()
+    at.button(key="dbg.show.0").click().run()
+    spec = figure(at)
+    x, y = position(spec, "fn2")
+    (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
+    assert (x0 + x1) / 2 == pytest.approx(x) and (y0 + y1) / 2 == pytest.approx(y)
+    for t in spec["data"]:
+        for px, py in zip(t["x"], t["y"], strict=True) if t.get("customdata") else ():
+            assert x0 < px < x1 and y0 < py < y1  # every node still in view
+    at.radio(key="dbg.view").set_value("graphviz").run()
+    assert not at.exception and at.session_state["dbg.focus"] == "fn2"
+    assert at.get("graphviz_chart")[0].proto.spec == unfocused  # the Graphviz picture as it was
+
+
+DETACHED = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(4, 8)
+        self.out = nn.Linear(8, 1)
+
+    def forward(self, x):
+        print("forward ran")
+        return self.out(torch.relu(self.hidden(x)).detach())
+
+
+model = Net()
+x = torch.randn(16, 4)
+loss = lambda out: out.pow(2).mean()
+"""
+
+
+@pytest.fixture
+def trusted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As if started with `gradlab app --trusted`: the flag, and a localhost address."""
+    monkeypatch.setenv(TRUSTED_ENV, "1")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)
+
+
+def test_pasted_code_is_refused_without_trusted_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    at = app_test("debugger.py")
+    at.radio(key="dbg.source").set_value("code").run()
+    assert not at.exception
+    assert at.text_area(key="dbg.code").disabled
+    assert "trusted mode" in at.info[0].value and "gradlab app --trusted" in at.info[0].value
+    assert not [b for b in at.button if b.key == "dbg.run"]
+
+
+def test_pasted_code_is_diagnosed_and_an_endless_loop_can_be_killed(trusted_server: None) -> None:
+    at = app_test("debugger.py")
+    at.radio(key="dbg.source").set_value("code").run()
+    at.text_area(key="dbg.code").set_value("while True:\n    pass\n")
+    at.button(key="dbg.run").click().run()
+    # The page returned while the code runs: it stays usable, with a kill button.
+    assert "Running your code" in at.info[0].value
+    at.radio(key="dbg.source").set_value("gallery").run()
+    assert "The gradient path is cut by .detach()" in text(at)
+    at.radio(key="dbg.source").set_value("code").run()
+    assert "Running your code" in at.info[0].value
+    at.button(key="dbg.kill").click().run()
+    assert not at.exception
+    assert "Stopped with the kill button" in at.error[0].value
+    at.text_area(key="dbg.code").set_value(DETACHED)
+    at.button(key="dbg.run").click().run()
+    at.session_state["dbg.job"].result(timeout=60)
+    at.run()
+    assert not at.exception and at.success[0].value.startswith("Ran and diagnosed in")
+    assert "The gradient path is cut by .detach()" in text(at)
+    assert any("forward ran" in c.value for c in at.code)  # what the code printed
+    report = at.session_state["dbg.result"].report
+    (finding,) = report.findings
+    assert (finding.kind, finding.cause, finding.where) == (
+        "no_gradient",
+        "detach",
+        "hidden.weight, hidden.bias",
+    )
+    assert outlined(at) == list(finding.nodes)
+    assert report.graph.nodes[finding.nodes[0]]["op"] == "AddmmBackward0"  # where it rejoins
+    space: dict[str, Any] = {}
+    exec(DETACHED, space)  # the premise, in PyTorch: the hidden layer gets no gradient
+    space["loss"](space["model"](space["x"])).backward()
+    assert space["model"].hidden.weight.grad is None and space["model"].out.weight.grad is not None
+
+
 @pytest.mark.browser
 def test_load_a_broken_case_see_the_red_node_and_its_explanation(app_url: str, page: Any) -> None:
     page.goto(f"{app_url}/debugger?case=where_nan_gradient")
@@ -113,3 +249,38 @@ def test_load_a_broken_case_see_the_red_node_and_its_explanation(app_url: str, p
     page.wait_for_selector("text=Gradient arriving")
     assert page.get_by_text("LogBackward0").first.is_visible()
     screenshot(page, "debugger_where_nan")
+
+
+def _blue_points_in_view(page: Any) -> list[bool]:
+    """For each point outlined in blue (the selected node): whether it lies inside the plot."""
+    return list(
+        page.eval_on_selector_all(
+            '[data-testid="stPlotlyChart"] .scatterlayer path.point',
+            """els => {
+                const plot = document.querySelector(
+                    '[data-testid="stPlotlyChart"] .nsewdrag').getBoundingClientRect();
+                return els.filter(e => getComputedStyle(e).stroke === 'rgb(65, 105, 225)')
+                    .map(e => { const r = e.getBoundingClientRect();
+                        const x = r.x + r.width / 2, y = r.y + r.height / 2;
+                        return x > plot.left && x < plot.right
+                            && y > plot.top && y < plot.bottom; });
+            }""",
+        )
+    )
+
+
+@pytest.mark.browser
+def test_a_finding_s_button_centres_a_tall_graph_on_its_node(app_url: str, page: Any) -> None:
+    page.goto(f"{app_url}/debugger?case=vanishing_sigmoid")
+    wait_for_app(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .scatterlayer path.point')
+    assert _blue_points_in_view(page) == []  # nothing selected yet
+    button = page.locator("button", has_text="on the graph").first
+    node = button.inner_text().split("Show ")[1].split(" on the graph")[0]
+    button.click()
+    wait_for_app(page)
+    page.wait_for_selector("text=Chain rule")  # the node's details are open
+    assert page.get_by_text(node, exact=True).first.is_visible()
+    assert _blue_points_in_view(page) == [True]  # the node is selected and in view
+    page.get_by_test_id("stPlotlyChart").first.scroll_into_view_if_needed()
+    screenshot(page, "debugger_focus_vanishing")
