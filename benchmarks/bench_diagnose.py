@@ -20,7 +20,10 @@ machine). Ratios matter, not absolute times.
   mode can come out cheaper than the plain pass: it raises at the first NaN of the
   backward pass and skips the rest.
 * backward NaN: ``torch.where`` masking ``sqrt`` of negatives in the same place
-  (finite loss, NaN gradient), which needs the deep look (every node's gradient).
+  (finite loss, NaN gradient). The light look's backward pass keeps the graph;
+  a second pass over the layer where the gradient went bad finds the node. That
+  pass alone is timed both ways: gradient edges in one ``autograd.grad`` call
+  (what ``gradlab.diagnose`` uses) and a Python hook on each of its nodes.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab.diagnose import examine
+from gradlab.diagnose import examine, nonfinite
+from gradlab.diagnose.look import look_model
 from gradlab.models import TransformerEncoder
 
 Timing = Callable[[], float]
@@ -190,6 +194,21 @@ def main() -> None:
         args.repeat,
     )
 
+    ev = look_model(masked, x, y, loss_fn)
+    region = nonfinite._region(ev)
+    assert region is not None
+    assert nonfinite._pass(ev, *region) == nonfinite._hooked_pass(ev, *region) == finding
+    passes = compare(
+        {
+            "plain forward + backward": timed(plain(masked)),
+            "second pass, gradient edges (used)": timed(lambda: nonfinite._pass(ev, *region)),
+            "second pass, a hook on each of its nodes": timed(
+                lambda: nonfinite._hooked_pass(ev, *region)
+            ),
+        },
+        args.repeat,
+    )
+
     print(f"Transformer encoder, {args.layers} layers, d_model {args.d_model}: {nodes} graph nodes")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeat}\n"
@@ -198,6 +217,7 @@ def main() -> None:
         ("healthy model", clean, "one training step"),
         ("NaN made in forward (log 0)", forward_nan, "plain forward + backward"),
         ("NaN only in backward (where + sqrt)", backward_nan, "plain forward + backward"),
+        ("its second pass alone", passes, "plain forward + backward"),
     ]
     print(f"{'measure':<44} {'median ms':>10} {'ratio':>7} {'best ms':>8} {'ratio':>7}")
     for title, table, baseline in rows:

@@ -541,3 +541,16 @@ def test_layer_gradients_are_sized_in_one_go_as_torch_sizes_them() -> None:
     for layer, t in zip(layers, outputs, strict=True):
         assert t is not None and t.grad is not None
         assert layer.grad_rms == pytest.approx(float(t.grad.double().pow(2).mean().sqrt()))
+
+
+def test_the_edge_pass_defers_to_the_hooks_when_a_node_it_does_not_watch_may_run() -> None:
+    from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender
+
+    torch.manual_seed(0)
+    model = MaskedSqrt()
+    loss = model(torch.randn(4, 3))
+    fns, _ = walk([loss.grad_fn])
+    leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
+    assert first_bad_sender(loss, None, leaves, [loss.grad_fn]) == AMBIGUOUS
+    sender = first_bad_sender(loss, None, leaves, fns)
+    assert sender not in (AMBIGUOUS, None)

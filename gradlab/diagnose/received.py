@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch.autograd.graph import GradientEdge
 
-from gradlab.trace import Node, walk
+from gradlab.trace import Node
 
 _ACCUMULATE = "AccumulateGrad"
 Key = tuple[int, int]  # (node index in walk order, input of that node)
@@ -35,14 +35,20 @@ def first_bad_sender(
     """The first watched node, in engine order, to send a non-finite gradient, and what it sent.
 
     The pass is ``torch.autograd.grad(root, stops, grad)``, on a graph kept by
-    ``retain_graph=True``. What a node sent is known when it is the only
+    ``retain_graph=True``; only the watched nodes are walked, so ``watched``
+    should hold every node the pass runs (when a node outside might run,
+    ``"ambiguous"``). What a node sent is known when it is the only
     sender to that input; when another node sends there too, ``"ambiguous"``
     (a hooked pass can tell). ``None`` when no watched node sent one.
     """
     assert root.grad_fn is not None
-    fns, edges = walk([root.grad_fn])
+    fns, edges, outside = _walk_watched(root.grad_fn, set(watched))
     index = {fn: i for i, fn in enumerate(fns)}
     stop_keys = [k for t in stops if (k := _key_of(t, index, fns)) is not None]
+    # A node leads to a stop only if it was made after it (a leaf's AccumulateGrad: any node).
+    lowest = min((_made(fns[j]) for j, _ in stop_keys), default=-1)  # none seen: may be beyond
+    if outside > lowest:
+        return AMBIGUOUS  # an unwatched node might run (it may lead to a stop): not seen here
     parents: dict[int, list[int]] = {}
     for child, parent, _slot, _output in edges:
         parents.setdefault(child, []).append(parent)
@@ -60,6 +66,8 @@ def first_bad_sender(
         fns[j].variable if type(fns[j]).__name__ == _ACCUMULATE else GradientEdge(fns[j], k)
         for j, k in keys
     ]
+    if not inputs:
+        return None  # no stop is reached: the pass runs nothing
     got = torch.autograd.grad(root, inputs, grad, allow_unused=True, retain_graph=True)
     arrived: dict[Key, torch.Tensor | None] = dict(zip(keys, got, strict=True))
     bad = _not_finite(arrived)
@@ -72,6 +80,43 @@ def first_bad_sender(
                 return AMBIGUOUS
             return fns[i], g
     return None
+
+
+def _walk_watched(
+    start: Node, watched: set[Node]
+) -> tuple[list[Node], list[tuple[int, int, int, int]], int]:
+    """:func:`gradlab.trace.walk` that goes on only through watched nodes (and the start).
+
+    Returns the nodes, the edges ``(child, parent, slot, output_nr)`` and the
+    highest sequence number of an unwatched node reached (-1 if none; leaves'
+    AccumulateGrad nodes do not count): a node can lead to a stop only if its
+    sequence number is higher than the stop's.
+    """
+    fns, index = [start], {start: 0}
+    edges: list[tuple[int, int, int, int]] = []
+    outside = -1
+    stack = [start]
+    while stack:
+        fn = stack.pop()
+        i = index[fn]
+        for slot, (child, output) in enumerate(fn.next_functions):
+            if child is None:
+                continue
+            j = index.get(child)
+            if j is None:
+                j = index[child] = len(fns)
+                fns.append(child)
+                if child in watched:
+                    stack.append(child)
+                elif type(child).__name__ != _ACCUMULATE:
+                    outside = max(outside, child._sequence_nr())
+            edges.append((j, i, slot, output))
+    return fns, edges, outside
+
+
+def _made(fn: Node) -> int:
+    """A node's sequence number; -1 for AccumulateGrad (any node may send to a leaf)."""
+    return -1 if type(fn).__name__ == _ACCUMULATE else int(fn._sequence_nr())
 
 
 def _key_of(t: torch.Tensor, index: dict[Node, int], fns: list[Node]) -> Key | None:
