@@ -10,19 +10,19 @@ selects its node, centres the graph on it and opens its details.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from gradlab import presets, trusted
+from gradlab import presets
 from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
 from gradlab.errors import GradLabError
 
 from graph_view import show_graph
 from node_details import show_node
+from trusted_code import code_box, run_code
 
 SOURCE, CASE, PRESET, PROGRAM = "dbg.source", "dbg.case", "dbg.preset", "dbg.program"
 NODE, FOCUS = "dbg.node", "dbg.focus"
@@ -30,7 +30,6 @@ SOURCES = {
     "gallery": "Gallery of broken models", "preset": "Preset model", "program": "Program",
     "code": "Your nn.Module code",
 }  # fmt: skip
-CODE, JOB, RESULT = "dbg.code", "dbg.job", "dbg.result"
 ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
 START = (
     "x = torch.tensor([1., 0., 2.], requires_grad=True)\n"
@@ -137,75 +136,12 @@ def pick() -> tuple[Report | None, str]:
 
 
 def pick_code() -> Report | None:
-    """The code box: pasted model code runs in trusted mode only, in a child process."""
-    address = st.get_option("server.address")
-    enabled = trusted.trusted_enabled(address)
-    st.session_state.setdefault(CODE, trusted.EXAMPLE)
-    code = st.text_area(
-        "Your model code: define `model` (an nn.Module) and `x` (the input batch); "
-        "`loss` (a function of the output) is optional",
-        key=CODE, height=300, disabled=not enabled,
-    )  # fmt: skip
+    """The code box: pasted model code runs in trusted mode only, and is diagnosed there."""
+    code, enabled = code_box("dbg", height=300)
     if not enabled:
-        st.info(trusted.how_to_enable(address))
         return None
-    seconds_column, memory_column, run_column = st.columns([1, 1, 1], vertical_alignment="bottom")
-    seconds = seconds_column.number_input("Time limit (s)", 1, 600, 30, key="dbg.seconds")
-    memory = memory_column.number_input("Memory limit (MiB)", 256, 65536, 2048, key="dbg.memory")
-    if run_column.button("Run", type="primary", key="dbg.run", disabled=JOB in st.session_state,
-                         width="stretch"):  # fmt: skip
-        start_code(code, address, trusted.Limits(float(seconds), int(memory)))
-    if JOB in st.session_state:
-        watch_job()
-    result: trusted.TrustedResult | None = st.session_state.get(RESULT)
-    if result is None:
-        st.caption("Press Run: the code runs in a separate process, with these limits, and "
-                   "is diagnosed there.")  # fmt: skip
-        return None
-    show_outcome(result)
-    return result.report
-
-
-def start_code(code: str, address: str | None, limits: trusted.Limits) -> None:
-    """Start the child process that runs and diagnoses the code; keep its handle."""
-    st.session_state.pop(RESULT, None)
-    st.session_state[NODE] = st.session_state[FOCUS] = None
-    try:
-        st.session_state[JOB] = trusted.start(code, address=address, limits=limits,
-                                              task="diagnose")  # fmt: skip
-    except GradLabError as exc:
-        st.error(str(exc))
-
-
-@st.fragment(run_every=0.5)
-def watch_job() -> None:
-    """While the code runs: elapsed time and the kill button; the page stays usable."""
-    job: trusted.TrustedRun | None = st.session_state.get(JOB)
-    if job is None:
-        return
-    if st.button("Kill", key="dbg.kill", icon=":material/stop_circle:"):
-        job.cancel()
-        with contextlib.suppress(TimeoutError):  # a killed process ends at once
-            job.result(timeout=5)
-    if job.done():
-        st.session_state[RESULT] = job.result()
-        del st.session_state[JOB]
-        st.rerun()
-    st.info(f"Running your code… {job.elapsed():.0f} s (limit {job.limits.seconds:g} s)")
-
-
-def show_outcome(result: trusted.TrustedResult) -> None:
-    """How the run ended, and what the code printed."""
-    if result.status == "ok":
-        st.success(f"Ran and diagnosed in {result.seconds:g} s.")
-    else:
-        st.error(result.message)
-    if result.stdout or result.stderr:
-        with st.expander("Output of your code"):
-            if result.stdout:
-                st.code(result.stdout, language=None)
-            if result.stderr:
-                st.code(result.stderr, language=None)
+    result = run_code(code, "dbg", task="diagnose", done="Ran and diagnosed", on_start=forget_node)
+    return result.report if result is not None else None
 
 
 def show_findings(findings: tuple[Finding, ...]) -> None:

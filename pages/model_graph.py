@@ -9,7 +9,6 @@ keeps the model, its settings, the depth, the open modules and the view.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -17,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from gradlab import presets, trusted
+from gradlab import presets
 from gradlab.collapse import collapse, expandable, max_depth, module_paths, sum_members
 from gradlab.errors import GradLabError
 from gradlab.graph import Graph
@@ -27,6 +26,7 @@ from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
 
 from graph_view import chosen_view, download_row, show_graph
 from node_details import show_node
+from trusted_code import code_box, run_code
 
 GRAPH = "mg.graph"  # show_graph's key
 FOLD_FROM = 4  # identical sibling blocks folded from this many on
@@ -110,76 +110,17 @@ def pick_preset() -> tuple[ModelRun | None, str, dict[str, str]]:
 
 def pick_code() -> tuple[ModelRun | None, str, dict[str, str]]:
     """The code box: runs pasted code in trusted mode only, in a child process."""
-    address = st.get_option("server.address")
-    enabled = trusted.trusted_enabled(address)
-    st.session_state.setdefault("mg.code", trusted.EXAMPLE)
-    code = st.text_area(
-        "Your model code: define `model` (an nn.Module) and `x` (the input batch); "
-        "`loss` (a function of the output) is optional",
-        key="mg.code",
-        height=340,
-        disabled=not enabled,
-    )
+    code, enabled = code_box("mg", height=340)
     link = {"code": pack(code)} if len(code) <= MAX_PROGRAM_CHARS else {}
     stem = st.session_state.get("mg.code_stem", "model")  # of the code that ran
     if not enabled:
-        st.info(trusted.how_to_enable(address))
         return None, stem, link
-    seconds_column, memory_column, run_column = st.columns([1, 1, 1], vertical_alignment="bottom")
-    seconds = seconds_column.number_input("Time limit (s)", 1, 600, 30, key="mg.seconds")
-    memory = memory_column.number_input("Memory limit (MiB)", 256, 65536, 2048, key="mg.memory")
-    busy = "mg.job" in st.session_state
-    if run_column.button("Run", type="primary", key="mg.run", disabled=busy, width="stretch"):
-        start_code(code, address, trusted.Limits(float(seconds), int(memory)))
-    if "mg.job" in st.session_state:
-        watch_job()
-    result: trusted.TrustedResult | None = st.session_state.get("mg.result")
-    if result is None:
-        st.caption("Press Run: the code runs in a separate process, with these limits.")
-        return None, stem, link
-    show_outcome(result)
-    return result.run, stem, link
 
+    def name_it() -> None:
+        st.session_state["mg.code_stem"] = "model-" + hashlib.sha1(code.encode()).hexdigest()[:8]
 
-def start_code(code: str, address: str | None, limits: trusted.Limits) -> None:
-    """Start the child process and keep its handle in the session."""
-    st.session_state.pop("mg.result", None)
-    st.session_state["mg.code_stem"] = "model-" + hashlib.sha1(code.encode()).hexdigest()[:8]
-    try:
-        st.session_state["mg.job"] = trusted.start(code, address=address, limits=limits)
-    except GradLabError as exc:
-        st.error(str(exc))
-
-
-@st.fragment(run_every=0.5)
-def watch_job() -> None:
-    """While the code runs: elapsed time and the kill button; the page stays usable."""
-    job: trusted.TrustedRun | None = st.session_state.get("mg.job")
-    if job is None:
-        return
-    if st.button("Kill", key="mg.kill", icon=":material/stop_circle:"):
-        job.cancel()
-        with contextlib.suppress(TimeoutError):  # a killed process ends at once
-            job.result(timeout=5)
-    if job.done():
-        st.session_state["mg.result"] = job.result()
-        del st.session_state["mg.job"]
-        st.rerun()
-    st.info(f"Running your code… {job.elapsed():.0f} s (limit {job.limits.seconds:g} s)")
-
-
-def show_outcome(result: trusted.TrustedResult) -> None:
-    """How the run ended, and what it printed."""
-    if result.status == "ok":
-        st.success(f"Ran in {result.seconds:g} s.")
-    else:
-        st.error(result.message)
-    if result.stdout or result.stderr:
-        with st.expander("Output of your code"):
-            if result.stdout:
-                st.code(result.stdout, language=None)
-            if result.stderr:
-                st.code(result.stderr, language=None)
+    result = run_code(code, "mg", on_start=name_it)
+    return (result.run if result is not None else None), stem, link
 
 
 def collapse_controls(G: Graph, model_id: str) -> tuple[int, list[str], bool, str]:
