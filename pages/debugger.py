@@ -154,7 +154,9 @@ def show_findings(findings: tuple[Finding, ...]) -> None:
             st.markdown(f"{ICONS[f.severity]} **{f.title}** &nbsp; `{f.kind}` · {f.severity}")
             st.markdown(f.explanation)
             st.markdown("**Fix**")
-            st.code(f.fix, language="python", wrap_lines=True)
+            # Lessons' fixes are lines of code; the others are words with code in them.
+            language = "python" if f.kind == "autograd_error" else None
+            st.code(f.fix, language=language, wrap_lines=True)
             if f.nodes:
                 label = f"Show {f.nodes[0]} on the graph"
                 if st.button(label, key=f"dbg.show.{i}", icon=":material/my_location:"):
