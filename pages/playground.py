@@ -7,6 +7,7 @@ import streamlit as st
 from gradlab import examples
 from gradlab.graph import nodes_of, without_saved
 from gradlab.program import ProgramResult, run_program
+from gradlab.render.plotly import ColorBy
 from gradlab.render.table import as_dicts, node_rows, variable_rows
 from gradlab.share import ViewState, from_params, to_params
 
@@ -164,7 +165,7 @@ def show_picture(result: ProgramResult, presenting: bool) -> None:
         key="pg",
         highlight=[error_node] if error_node else (),
         selected=selected,
-        color="kind",
+        color=colour_by(can_step),
         large=presenting,
     )
     if clicked is not None:
@@ -190,6 +191,21 @@ def show_picture(result: ProgramResult, presenting: bool) -> None:
     with st.expander("All nodes, in backward order"):
         st.dataframe(as_dicts(node_rows(drawn)), hide_index=True, width="stretch")
     download_row(drawn, key="pg.download", stem="gradlab-graph")
+
+
+COLOURS = {"kind": "kind of node", "grad": "gradient norm", "value": "value norm"}
+
+
+def colour_by(can_step: bool) -> ColorBy:
+    """The colouring switch: by kind, or (log10) by each node's gradient or value norm."""
+    options = list(COLOURS) if can_step else ["kind", "value"]
+    if st.session_state.get("pg.color") not in options:
+        st.session_state["pg.color"] = "kind"
+    chosen: ColorBy = st.radio(
+        "Colour by", options, format_func=COLOURS.__getitem__, key="pg.color",
+        horizontal=True, help="Gradient norms are known once backward() ran.",
+    )  # fmt: skip
+    return chosen
 
 
 def link_state() -> ViewState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -368,3 +369,18 @@ def test_a_click_on_the_chart_opens_the_nodes_card() -> None:
     assert at.session_state["pg.node"] == "fn3" and at.query_params["node"] == "fn3"
     text = " ".join(m.value for m in at.markdown)
     assert "**Chain rule: Add**" in text and "Paths meet at `y`" in text
+
+
+def test_nodes_can_be_coloured_by_gradient_norm() -> None:
+    at = app_test("playground.py")
+    at.selectbox(key="pg.example").set_value("chain").run()
+    at.radio(key="pg.color").set_value("grad").run()
+    assert not at.exception
+    spec = json.loads(
+        next(e for e in at.main if getattr(e, "type", "") == "plotly_chart").proto.spec
+    )
+    coloured = next(t for t in spec["data"] if isinstance(t.get("marker", {}).get("color"), list))
+    G = examples_graph("chain")
+    for n, c in zip(coloured["customdata"], coloured["marker"]["color"], strict=True):
+        assert c == pytest.approx(math.log10(G.nodes[n]["grad"]["norm"]))
+    assert "fn3" in coloured["customdata"]  # ops, leaves and the output all hold a gradient
