@@ -93,7 +93,8 @@ def show_stepper(
     s = position(key, total)
     controls(key, total, s)
     current = all_steps[s - 1] if s else None
-    revealed = not predict or bool(st.session_state.get(f"{key}.revealed"))
+    playing = bool(st.session_state.get(f"{key}.playing"))  # Play shows every answer
+    revealed = not predict or playing or bool(st.session_state.get(f"{key}.revealed"))
     H = as_of(G if saved else without_saved(G), s - 1, sent=revealed)
     # Presenter mode puts the panel beside the graph; otherwise it comes first, where the
     # eye is after pressing Next, and the graph (tall for long chains) follows.
@@ -117,6 +118,7 @@ def show_stepper(
     if st.session_state.get(f"{key}.playing"):
         if s >= total:
             st.session_state[f"{key}.playing"] = False
+            st.session_state[f"{key}.revealed"] = True  # the last answer stays shown
         else:
             time.sleep(float(st.session_state.get(f"{key}.speed", 1.5)))
             _move(key, s + 1, total)

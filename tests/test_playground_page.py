@@ -384,3 +384,13 @@ def test_nodes_can_be_coloured_by_gradient_norm() -> None:
     for n, c in zip(coloured["customdata"], coloured["marker"]["color"], strict=True):
         assert c == pytest.approx(math.log10(G.nodes[n]["grad"]["norm"]))
     assert "fn3" in coloured["customdata"]  # ops, leaves and the output all hold a gradient
+
+
+def test_play_reveals_each_answer_even_when_predicting() -> None:
+    at = stepping(predict="1", step="0")
+    at.session_state["pg.steps.speed"] = 0.25
+    at.button(key="pg.steps.play").click().run(timeout=60)
+    assert at.session_state["pg.steps.step"] == 5
+    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]" in texts(at)  # shown once Play is over
+    at.run()
+    assert "x.grad = [[4.5, 4.5], [4.5, 4.5]]" in texts(at) and "**?**" not in texts(at)
