@@ -19,43 +19,16 @@ shared.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
 
 import networkx as nx
 import torch
+from timing import compare, timed
 
 import gradlab
 from gradlab.models import mlp
-
-Timing = Callable[[], float]
-
-
-def timed(work: Callable[[], object]) -> Timing:
-    """A timing of one call of ``work``."""
-
-    def run() -> float:
-        start = time.perf_counter()
-        work()
-        return time.perf_counter() - start
-
-    return run
-
-
-def compare(cases: dict[str, Timing], repeat: int) -> dict[str, float]:
-    """Median seconds of each case, the cases interleaved round by round."""
-    for timing in cases.values():
-        timing()  # warm up
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, timing in cases.items():
-            gc.collect()
-            samples[name].append(timing())
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
@@ -159,8 +132,8 @@ def main() -> None:
     print(f"{'measure':<42} {'ms':>9} {'ratio':>7}")
     for title, table, baseline in rows:
         print(f"-- {title}")
-        for name, seconds in table.items():
-            ratio = seconds / table[baseline]
+        for name, (seconds, _) in table.items():
+            ratio = seconds / table[baseline][0]
             print(f"{name:<42} {seconds * 1000:9.1f} {ratio:6.2f}x")
 
 

@@ -29,44 +29,17 @@ machine). Ratios matter, not absolute times.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
+from timing import compare, timed
 from torch import nn
 
 import gradlab
 from gradlab.diagnose import examine, nonfinite
 from gradlab.diagnose.look import look_model
 from gradlab.models import TransformerEncoder
-
-Timing = Callable[[], float]
-
-
-def timed(work: Callable[[], object]) -> Timing:
-    """A timing of one call of ``work``."""
-
-    def run() -> float:
-        start = time.perf_counter()
-        work()
-        return time.perf_counter() - start
-
-    return run
-
-
-def compare(cases: dict[str, Timing], repeat: int) -> dict[str, tuple[float, float]]:
-    """(median, minimum) seconds of each case, the cases interleaved round by round."""
-    for timing in cases.values():
-        timing()  # warm up
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, timing in cases.items():
-            gc.collect()
-            samples[name].append(timing())
-    return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
 
 
 class LogOf(nn.Module):
