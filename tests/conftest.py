@@ -225,3 +225,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def trusted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As if started with `gradlab app --trusted`: the flag, and a localhost address."""
+    from streamlit import config
+
+    from gradlab.cli.app import TRUSTED_ENV
+
+    monkeypatch.setenv(TRUSTED_ENV, "1")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from streamlit import config
 
 from gradlab.cli.app import TRUSTED_ENV
 from gradlab.diagnose.gallery import CASES, get
@@ -174,16 +172,6 @@ model = Net()
 x = torch.randn(16, 4)
 loss = lambda out: out.pow(2).mean()
 """
-
-
-@pytest.fixture
-def trusted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """As if started with `gradlab app --trusted`: the flag, and a localhost address."""
-    monkeypatch.setenv(TRUSTED_ENV, "1")
-    before = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
-    yield
-    config.set_option("server.address", before)
 
 
 def test_pasted_code_is_refused_without_trusted_mode(monkeypatch: pytest.MonkeyPatch) -> None:

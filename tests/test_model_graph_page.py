@@ -6,12 +6,10 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import networkx as nx
 import pytest
-from streamlit import config
 
 from gradlab.cli.app import TRUSTED_ENV
 from gradlab.collapse import collapse
@@ -126,16 +124,6 @@ def test_downloads_hold_the_graph_shown(downloads: dict[str, Any]) -> None:
         assert data["png"][:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert downloads["svg"][1]["disabled"] and "Graphviz" in downloads["svg"][1]["help"]
-
-
-@pytest.fixture
-def trusted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """As if started with `gradlab app --trusted`: the flag, and a localhost address."""
-    monkeypatch.setenv(TRUSTED_ENV, "1")
-    before = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
-    yield
-    config.set_option("server.address", before)
 
 
 def test_code_is_refused_without_trusted_mode(monkeypatch: pytest.MonkeyPatch) -> None:
