@@ -10,7 +10,6 @@ an op sends on stays hidden until Reveal is pressed.
 
 from __future__ import annotations
 
-import math
 import time
 
 import streamlit as st
@@ -109,7 +108,7 @@ def show_stepper(
             H,
             key=f"{key}.graph",
             highlight=[current.node] if current else [],
-            color=_norms(H),
+            color="grad",  # H holds only the gradients computed by then: the rest are grey
             color_label="log₁₀ ‖grad‖ so far",
             large=large,
         )
@@ -123,16 +122,6 @@ def show_stepper(
             time.sleep(float(st.session_state.get(f"{key}.speed", 1.5)))
             _move(key, s + 1, total)
             st.rerun()
-
-
-def _norms(H: Graph) -> dict[str, float]:
-    """log10 of the gradient norm of each node that holds one (others are drawn grey)."""
-    out: dict[str, float] = {}
-    for n, grad in H.nodes(data="grad"):
-        if grad and grad.get("norm") is not None:
-            norm = float(grad["norm"])
-            out[n] = math.log10(norm) if norm > 0 else -12.0
-    return out
 
 
 def _start(G: Graph, total: int) -> None:
