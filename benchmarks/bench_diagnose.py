@@ -35,6 +35,7 @@ from collections.abc import Callable
 import torch
 from timing import compare, timed
 from torch import nn
+from torch.nn import functional as F
 
 import gradlab
 from gradlab.diagnose import examine, nonfinite
@@ -81,6 +82,131 @@ def encoder(layers: int, d_model: int) -> TransformerEncoder:
     return TransformerEncoder(layers, d_model, heads=4)
 
 
+Rows = list[tuple[str, dict[str, tuple[float, float]], str]]
+
+
+def plain(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """A plain forward and backward, the baseline of the NaN rows."""
+
+    def run() -> None:
+        m.zero_grad()
+        F.mse_loss(m(x), y).backward()
+
+    return run
+
+
+def anomaly(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """PyTorch's anomaly mode over the same pass; it raises at the first NaN of backward."""
+
+    def run() -> None:
+        m.zero_grad()
+        with warnings.catch_warnings():  # anomaly mode prints the forward's traceback
+            warnings.simplefilter("ignore")
+            try:
+                with torch.autograd.detect_anomaly(check_nan=True):
+                    F.mse_loss(m(x), y).backward()
+            except RuntimeError:
+                pass  # "Function 'SqrtBackward0' returned nan values in its 0th output."
+
+    return run
+
+
+def healthy_rows(layers: int, d_model: int, shape: tuple[int, int], repeat: int) -> Rows:
+    """Diagnosing the healthy encoder, against one training step on it."""
+    model = encoder(layers, d_model)
+    x, y = torch.randn(*shape, d_model), torch.randn(*shape, d_model)  # (B, T, C)
+    loss_fn = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    assert gradlab.diagnose(model, x, target=y, loss_fn=loss_fn) == []  # healthy: silent
+
+    def train_step() -> None:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    clean = compare(
+        {
+            "one training step": timed(train_step),
+            "plain forward + backward": timed(plain(model, x, y)),
+            "anomaly mode forward + backward": timed(anomaly(model, x, y)),
+            "gradlab.diagnose": timed(
+                lambda: gradlab.diagnose(model, x, target=y, loss_fn=loss_fn)
+            ),
+            "examine(graph=True), for the page": timed(
+                lambda: examine(model, x, target=y, loss_fn=loss_fn, graph=True)
+            ),
+        },
+        repeat,
+    )
+    return [("healthy model", clean, "one training step")]
+
+
+def nan_rows(layers: int, d_model: int, shape: tuple[int, int], repeat: int) -> Rows:
+    """Finding the first NaN, made in forward and only in backward."""
+    x, y = torch.randn(*shape, d_model), torch.randn(*shape, d_model)  # (B, T, C)
+    loss_fn = nn.MSELoss()
+    nan_model = Poisoned(encoder(layers, d_model), masked=False)
+    (finding,) = gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
+    assert (finding.kind, finding.cause) == ("nonfinite_forward", "log"), finding
+    forward_nan = compare(
+        {
+            "plain forward + backward": timed(plain(nan_model, x, y)),
+            "gradlab.diagnose: first NaN": timed(
+                lambda: gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
+            ),
+            "anomaly mode forward + backward": timed(anomaly(nan_model, x, y)),
+        },
+        repeat,
+    )
+
+    masked = Poisoned(encoder(layers, d_model), masked=True)
+    (finding,) = gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
+    assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt"), finding
+    backward_nan = compare(
+        {
+            "plain forward + backward": timed(plain(masked, x, y)),
+            "gradlab.diagnose: first NaN in backward": timed(
+                lambda: gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
+            ),
+            "anomaly mode forward + backward": timed(anomaly(masked, x, y)),
+        },
+        repeat,
+    )
+
+    ev = look_model(masked, x, y, loss_fn)
+    region = nonfinite._region(ev)
+    assert region is not None
+    assert nonfinite._pass(ev, *region) == nonfinite._hooked_pass(ev, *region) == finding
+    passes = compare(
+        {
+            "plain forward + backward": timed(plain(masked, x, y)),
+            "second pass, gradient edges (used)": timed(lambda: nonfinite._pass(ev, *region)),
+            "second pass, a hook on each of its nodes": timed(
+                lambda: nonfinite._hooked_pass(ev, *region)
+            ),
+        },
+        repeat,
+    )
+    return [
+        ("NaN made in forward (log 0)", forward_nan, "plain forward + backward"),
+        ("NaN only in backward (where + sqrt)", backward_nan, "plain forward + backward"),
+        ("its second pass alone", passes, "plain forward + backward"),
+    ]
+
+
+def show(title: str, rows: Rows) -> None:
+    print(f"\n{title}")
+    print(f"{'measure':<44} {'median ms':>10} {'ratio':>7} {'best ms':>8} {'ratio':>7}")
+    for heading, table, baseline in rows:
+        print(f"-- {heading}")
+        base_median, base_best = table[baseline]
+        for name, (median, best) in table.items():
+            print(
+                f"{name:<44} {median * 1000:10.1f} {median / base_median:6.2f}x "
+                f"{best * 1000:8.1f} {best / base_best:6.2f}x"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=12)
@@ -91,116 +217,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    toy = (2, 8)  # (batch, tokens): the ops are tiny, so Python's share is the largest
+    work = (8, 32)
     model = encoder(args.layers, args.d_model)
-    x, y = torch.randn(2, 8, args.d_model), torch.randn(2, 8, args.d_model)  # (B, T, C)
-    loss_fn = nn.MSELoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
-    nodes = gradlab.trace(loss_fn(model(x), y), model=model, values=False).number_of_nodes()
-    assert gradlab.diagnose(model, x, target=y, loss_fn=loss_fn) == []  # healthy: silent
-
-    def train_step() -> None:
-        optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-
-    def plain(m: nn.Module) -> Callable[[], None]:
-        def run() -> None:
-            m.zero_grad()
-            loss_fn(m(x), y).backward()
-
-        return run
-
-    def anomaly(m: nn.Module) -> Callable[[], None]:
-        def run() -> None:
-            m.zero_grad()
-            with warnings.catch_warnings():  # anomaly mode prints the forward's traceback
-                warnings.simplefilter("ignore")
-                try:
-                    with torch.autograd.detect_anomaly(check_nan=True):
-                        loss_fn(m(x), y).backward()
-                except RuntimeError:
-                    pass  # "Function 'SqrtBackward0' returned nan values in its 0th output."
-
-        return run
-
-    clean = compare(
-        {
-            "one training step": timed(train_step),
-            "plain forward + backward": timed(plain(model)),
-            "anomaly mode forward + backward": timed(anomaly(model)),
-            "gradlab.diagnose": timed(
-                lambda: gradlab.diagnose(model, x, target=y, loss_fn=loss_fn)
-            ),
-            "examine(graph=True), for the page": timed(
-                lambda: examine(model, x, target=y, loss_fn=loss_fn, graph=True)
-            ),
-        },
-        args.repeat,
-    )
-
-    nan_model = Poisoned(encoder(args.layers, args.d_model), masked=False)
-    (finding,) = gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
-    assert (finding.kind, finding.cause) == ("nonfinite_forward", "log"), finding
-
-    forward_nan = compare(
-        {
-            "plain forward + backward": timed(plain(nan_model)),
-            "gradlab.diagnose: first NaN": timed(
-                lambda: gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
-            ),
-            "anomaly mode forward + backward": timed(anomaly(nan_model)),
-        },
-        args.repeat,
-    )
-
-    masked = Poisoned(encoder(args.layers, args.d_model), masked=True)
-    (finding,) = gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
-    assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt"), finding
-    backward_nan = compare(
-        {
-            "plain forward + backward": timed(plain(masked)),
-            "gradlab.diagnose: first NaN in backward": timed(
-                lambda: gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
-            ),
-            "anomaly mode forward + backward": timed(anomaly(masked)),
-        },
-        args.repeat,
-    )
-
-    ev = look_model(masked, x, y, loss_fn)
-    region = nonfinite._region(ev)
-    assert region is not None
-    assert nonfinite._pass(ev, *region) == nonfinite._hooked_pass(ev, *region) == finding
-    passes = compare(
-        {
-            "plain forward + backward": timed(plain(masked)),
-            "second pass, gradient edges (used)": timed(lambda: nonfinite._pass(ev, *region)),
-            "second pass, a hook on each of its nodes": timed(
-                lambda: nonfinite._hooked_pass(ev, *region)
-            ),
-        },
-        args.repeat,
-    )
-
+    x = torch.randn(*toy, args.d_model)
+    nodes = gradlab.trace(F.mse_loss(model(x), x), model=model, values=False).number_of_nodes()
     print(f"Transformer encoder, {args.layers} layers, d_model {args.d_model}: {nodes} graph nodes")
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeat}\n"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of {args.repeat}")
+    show(
+        f"batch {toy[0]} x {toy[1]} tokens",
+        healthy_rows(args.layers, args.d_model, toy, args.repeat)
+        + nan_rows(args.layers, args.d_model, toy, args.repeat),
     )
-    rows = [
-        ("healthy model", clean, "one training step"),
-        ("NaN made in forward (log 0)", forward_nan, "plain forward + backward"),
-        ("NaN only in backward (where + sqrt)", backward_nan, "plain forward + backward"),
-        ("its second pass alone", passes, "plain forward + backward"),
-    ]
-    print(f"{'measure':<44} {'median ms':>10} {'ratio':>7} {'best ms':>8} {'ratio':>7}")
-    for title, table, baseline in rows:
-        print(f"-- {title}")
-        base_median, base_best = table[baseline]
-        for name, (median, best) in table.items():
-            print(
-                f"{name:<44} {median * 1000:10.1f} {median / base_median:6.2f}x "
-                f"{best * 1000:8.1f} {best / base_best:6.2f}x"
-            )
+    show(
+        f"batch {work[0]} x {work[1]} tokens, d_model {4 * args.d_model}",
+        nan_rows(args.layers, 4 * args.d_model, work, args.repeat),
+    )
 
 
 if __name__ == "__main__":

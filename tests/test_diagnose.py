@@ -496,6 +496,59 @@ def test_the_edge_pass_names_the_node_the_hooked_pass_stops_at(model_type: type)
     assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt")
 
 
+def test_the_region_runs_from_the_activation_the_next_layer_took_to_the_bad_output() -> None:
+    from gradlab.diagnose import nonfinite
+    from gradlab.diagnose.look import look_model
+
+    torch.manual_seed(0)
+    model = Deep()
+    ev = look_model(model, torch.randn(16, 3), None, None)
+    region = nonfinite._region(ev)
+    assert region is not None
+    high, grad, (low,), fns = region
+    layers = {c.name: c for c in ev.modules}
+    assert [w.tensor for w in layers["c"].inputs] == [high]  # the where(...) that c took
+    assert low is layers["b"].tensor  # its gradient is the last one, forward first, to be bad
+    assert grad is not None and bool(torch.isfinite(grad).all())
+    assert layers["b"].grad is not None and not bool(torch.isfinite(layers["b"].grad).all())
+    # Only what was made between them: where, sqrt, and the op that made b's output.
+    assert sorted(type(fn).__name__ for fn in fns) == [
+        "AddmmBackward0", "SqrtBackward0", "WhereBackward0"]  # fmt: skip
+
+
+def test_the_node_index_names_nodes_as_trace_does_whatever_the_order_of_lookups() -> None:
+    from gradlab.diagnose.evidence import NodeIndex
+
+    torch.manual_seed(0)
+    model = Deep()
+    loss = model(torch.randn(4, 3))
+    G = gradlab.trace(loss, model=model)
+    fns, _ = walk([loss.grad_fn])
+    index = NodeIndex(loss)
+    for i in [len(fns) // 2, len(fns) - 1, 0, *range(len(fns))]:  # the walk goes on as needed
+        assert index.fn(fns[i]) == f"fn{i}"
+        assert G.nodes[f"fn{i}"]["op"] == type(fns[i]).__name__
+    index = NodeIndex(loss)
+    for name, p in reversed(list(model.named_parameters())):
+        leaf = index.tensor(p)
+        assert leaf is not None and G.nodes[leaf]["name"] == name
+        op = index.op_of(p)
+        assert op is not None and list(G.successors(leaf)) == [op]
+    assert index.tensor(torch.ones(1)) is None
+
+
+def test_the_call_log_leaves_out_property_reads_that_give_plain_values() -> None:
+    from gradlab.diagnose.observe import CallWatch
+
+    x = torch.ones(2, requires_grad=True)
+    with CallWatch() as calls:
+        _ = x.dtype, x.shape, x.is_leaf
+        y = x.data
+        z = x * 2
+    assert [c.name for c in calls.calls] == ["data", "mul"]
+    assert calls.calls[0].out is y and calls.calls[1].out is z
+
+
 def test_the_edge_pass_reads_what_the_node_sent_or_leaves_it_to_the_hooks() -> None:
     from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradlab._gc import paused_gc
 from gradlab.diagnose import gradcheck as _gradcheck
 from gradlab.diagnose import gradients, lessons, loop, nonfinite, scale, shapes
 from gradlab.diagnose.evidence import Evidence, NodeIndex
@@ -86,8 +87,8 @@ def diagnose(
     ...                                  "x.log().sum().backward()")]
     ['nonfinite_forward']
     """
-    report = examine(subject, batch, target=target, loss_fn=loss_fn, gradcheck=gradcheck, seed=seed)
-    return list(report.findings)
+    _, findings, _ = _look_and_check(subject, batch, target, loss_fn, gradcheck, False, seed)
+    return by_severity(findings)
 
 
 def examine(
@@ -101,16 +102,9 @@ def examine(
     seed: int = 0,
 ) -> Report:
     """:func:`diagnose`, with the graph (``graph=True``: values and gradients on every node)."""
-    look = _looker(subject, batch, target, loss_fn, seed)
-    ev = look(graph)
-    findings = run_checks(ev)
-    if not graph and _needs_deep_look(ev, findings):
-        ev = look(True)
-        findings = run_checks(ev)
-    agreements: list[Agreement] = []
-    if gradcheck:
-        agreements = _check(subject, batch, target, loss_fn, ev)
-        findings += _gradcheck.find(agreements)
+    ev, findings, agreements = _look_and_check(
+        subject, batch, target, loss_fn, gradcheck, graph, seed
+    )
     return Report(
         tuple(by_severity(findings)),
         ev.graph,
@@ -118,6 +112,24 @@ def examine(
         tuple(agreements),
         tuple(ev.steps),
     )
+
+
+def _look_and_check(
+    subject: Any, batch: Any, target: Any, loss_fn: Any, gradcheck: bool, graph: bool, seed: int
+) -> tuple[Evidence, list[Finding], list[Agreement]]:
+    look = _looker(subject, batch, target, loss_fn, seed)
+    ev = look(graph)
+    with paused_gc():  # the checks make many small objects and no garbage cycles
+        findings = run_checks(ev)
+    if not graph and _needs_deep_look(ev, findings):
+        ev = look(True)
+        with paused_gc():
+            findings = run_checks(ev)
+    agreements: list[Agreement] = []
+    if gradcheck:
+        agreements = _check(subject, batch, target, loss_fn, ev)
+        findings += _gradcheck.find(agreements)
+    return ev, findings, agreements
 
 
 def run_checks(ev: Evidence) -> list[Finding]:
@@ -139,9 +151,9 @@ def run_checks(ev: Evidence) -> list[Finding]:
 
 def _needs_deep_look(ev: Evidence, findings: list[Finding]) -> bool:
     """A finite loss with non-finite gradients whose start the light look could not find."""
-    if ev.error is not None or not nonfinite.loss_is_finite(ev) or nonfinite.grads_are_finite(ev):
+    if ev.error is not None or any(f.family == "nonfinite" for f in findings):
         return False
-    return not any(f.family == "nonfinite" for f in findings)
+    return nonfinite.loss_is_finite(ev) and not nonfinite.grads_are_finite(ev)
 
 
 def _looker(

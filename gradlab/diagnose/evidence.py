@@ -16,7 +16,7 @@ from torch import nn
 
 from gradlab.diagnose.observe import Call, ModuleCall
 from gradlab.graph import Graph
-from gradlab.trace import Node, walk
+from gradlab.trace import Node
 
 if TYPE_CHECKING:
     from gradlab.diagnose.loop import Step
@@ -34,11 +34,16 @@ class NodeIndex:
     """
 
     def __init__(self, root: torch.Tensor | None = None, G: Graph | None = None) -> None:
-        self._fns: dict[Node, str] = {}
+        self._fns: dict[Node, int] = {}  # node -> its position in the walk ("fn3")
         self._seq: dict[tuple[int, str], str] = {}
-        self._leaves: dict[int, str] = {}  # id(tensor) -> leaf id
+        self._leaves: dict[int, int] = {}  # id(tensor) -> its position among leaves ("leaf1")
         self._keep: list[torch.Tensor] = []
-        self._start = root.grad_fn if root is not None else None  # walked on first use
+        # The walk of gradlab.trace.walk, run only as far as a lookup needs: ids are
+        # given in discovery order, so a node's id is known once it is discovered.
+        self._stack: list[Node] = []
+        if root is not None and root.grad_fn is not None:
+            self._discover(root.grad_fn)
+            self._stack.append(root.grad_fn)
         self.root = "out0"
         if G is not None:
             for n, attrs in G.nodes(data=True):
@@ -47,45 +52,49 @@ class NodeIndex:
             roots = G.graph.get("roots") or ["out0"]
             self.root = str(roots[0])
 
-    def _walk(self) -> None:
-        start, self._start = self._start, None
-        fns, _ = walk([start])
-        leaf = 0
-        for i, fn in enumerate(fns):
-            self._fns[fn] = f"fn{i}"
-            if type(fn).__name__ == ACCUMULATE:
-                self._keep.append(fn.variable)
-                self._leaves[id(fn.variable)] = f"leaf{leaf}"
-                leaf += 1
+    def _discover(self, fn: Node) -> None:
+        self._fns[fn] = len(self._fns)
+        if type(fn).__name__ == ACCUMULATE:
+            self._keep.append(fn.variable)
+            self._leaves[id(fn.variable)] = len(self._leaves)
+
+    def _walk_until(self, fn: Node | None = None, leaf: int | None = None) -> None:
+        """Go on with the walk until it has found ``fn`` (or the leaf tensor of id ``leaf``)."""
+        stack, fns, leaves, discover = self._stack, self._fns, self._leaves, self._discover
+        while stack and fn not in fns and leaf not in leaves:
+            for child, _ in stack.pop().next_functions:
+                if child is not None and child not in fns:
+                    discover(child)
+                    stack.append(child)
 
     def fn(self, fn: Node | None) -> str | None:
         """The id of an autograd node, if it is in the graph."""
         if fn is None:
             return None
-        if self._start is not None:
-            self._walk()
-        found = self._fns.get(fn)
-        if found is None and self._seq and type(fn).__name__ != ACCUMULATE:
-            found = self._seq.get((fn._sequence_nr(), type(fn).__name__))
-        return found
+        self._walk_until(fn)
+        i = self._fns.get(fn)
+        if i is not None:
+            return f"fn{i}"
+        if self._seq and type(fn).__name__ != ACCUMULATE:
+            return self._seq.get((fn._sequence_nr(), type(fn).__name__))
+        return None
 
     def tensor(self, t: torch.Tensor) -> str | None:
         """The id of the node that made ``t`` (its op) or holds it (a leaf)."""
         if t.grad_fn is not None:
             return self.fn(t.grad_fn)
-        if self._start is not None:
-            self._walk()
-        return self._leaves.get(id(t))
+        self._walk_until(leaf=id(t))
+        i = self._leaves.get(id(t))
+        return f"leaf{i}" if i is not None else None
 
     def op_of(self, t: torch.Tensor) -> str | None:
         """The op node of a tensor: its ``grad_fn``, or a leaf's ``AccumulateGrad``."""
         if t.grad_fn is not None:
             return self.fn(t.grad_fn)
-        if self._start is not None:
-            self._walk()
-        for fn, n in self._fns.items():
+        self._walk_until(leaf=id(t))
+        for fn, i in self._fns.items():
             if type(fn).__name__ == ACCUMULATE and fn.variable is t:
-                return n
+                return f"fn{i}"
         return None
 
 

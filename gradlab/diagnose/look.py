@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradlab._gc import paused_gc
 from gradlab.backward import backward
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.loop import LoopWatch
@@ -37,9 +38,15 @@ class ProgramFailure(Exception):
 
 @contextlib.contextmanager
 def _seeded(seed: int, caught: list[str]) -> Iterator[None]:
-    with torch.random.fork_rng(), warnings.catch_warnings(record=True) as seen:
+    # The CPU generator, and CUDA's when the code uses CUDA: torch.manual_seed also
+    # looks for every other backend, which costs more than a small model's forward.
+    cuda = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+    devices = list(range(torch.cuda.device_count())) if cuda else []
+    with torch.random.fork_rng(devices), warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed_all(seed)
         try:
             yield
         finally:
@@ -55,7 +62,9 @@ def look_model(
     for p in ev.params.values():
         p.grad = None  # the gradients of this batch alone
     calls = CallWatch()
-    with _seeded(seed, ev.warnings):
+    # One forward and backward make thousands of small objects and no garbage cycles:
+    # the collector's passes over them would cost as much as the look.
+    with paused_gc(), _seeded(seed, ev.warnings):
         try:
             with record() if deep else contextlib.nullcontext(), calls:
                 out = model(inputs)

@@ -17,8 +17,8 @@ import torch
 
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
-from gradlab.diagnose.observe import Call, settle
-from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender
+from gradlab.diagnose.observe import Call
+from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender, not_finite
 from gradlab.graph import Graph, TensorSummary, engine_order
 from gradlab.trace import walk
 
@@ -77,12 +77,15 @@ def find(ev: Evidence) -> list[Finding]:
         if found is not None:
             return [found]
         return [f] if (f := _forward_from_graph(ev.graph)) is not None else []
-    if grads_are_finite(ev):
-        return []
     if ev.graph is not None and "backward" in ev.graph.graph:
-        found = backward_culprit(ev.graph)
+        found = None if grads_are_finite(ev) else backward_culprit(ev.graph)
     else:
-        found = live_backward_culprit(ev)
+        # A watched activation whose gradient is not finite says it at once; the
+        # leaves' gradients are looked at only when none is.
+        region = _region(ev)
+        if region is None and grads_are_finite(ev):
+            return []
+        found = live_backward_culprit(ev, region)
     return [found] if found is not None else []
 
 
@@ -154,24 +157,30 @@ class _Found(Exception):
         self.fn, self.counts = fn, counts
 
 
-def live_backward_culprit(ev: Evidence) -> Finding | None:
+def live_backward_culprit(
+    ev: Evidence, region: tuple[Any, Any, list[torch.Tensor], list[Any]] | None = None
+) -> Finding | None:
     """Run backward again on the retained graph and find the first node that sent a NaN.
 
     One ``autograd.grad`` call over gradient edges, no Python hook per node
     (:mod:`gradlab.diagnose.received`); a hooked pass that stops at the
     culprit only when two nodes send to the input that went bad.
 
-    First only between the last layer (in forward order) whose output got a
-    non-finite gradient and the layer after it, whose gradient was finite: the
-    node that spoiled that layer's gradient is there in a chain of layers. Then,
-    if not found there, over the whole graph. Needs the graph kept by
-    ``backward(retain_graph=True)``; ``None`` when it was freed. Gradients go to
-    ``torch.autograd.grad``, so ``.grad`` is left as it was.
+    First only between the last watched activation (a layer's output or an
+    activation a layer took, in forward order) whose gradient is not finite and
+    the next one, whose gradient is: in a chain of layers the node that spoiled
+    the gradient is there. Then, if not found there, over the whole graph.
+    ``region``: what :func:`_region` found, when the caller already asked it.
+
+    Needs the graph kept by ``backward(retain_graph=True)``; ``None`` when it
+    was freed. Gradients go to ``torch.autograd.grad``, so ``.grad`` is left as
+    it was.
     """
     loss = ev.loss
     if loss is None or loss.grad_fn is None:
         return None
-    region = _region(ev)
+    if region is None:
+        region = _region(ev)
     found = _pass(ev, *region) if region is not None else None
     if found is None:
         fns, _ = walk([loss.grad_fn])
@@ -195,22 +204,57 @@ def _pass(
 
 
 def _region(ev: Evidence) -> tuple[Any, Any, list[torch.Tensor], list[Any]] | None:
-    """(root, its gradient, the input to stop at, the nodes to hook) around the first bad layer."""
-    settle(ev.modules)
-    layers = [c for c in ev.modules if c.grad_rms is not None and c.tensor is not None]
-    bad = [i for i, c in enumerate(layers) if not math.isfinite(c.grad_rms or 0.0)]
-    if not bad or ev.loss is None:
+    """(root, its gradient, the input to stop at, the nodes to watch) around where it went bad.
+
+    The watched activations (layer outputs and the activations layers took),
+    in the order forward made them: the last one whose gradient is not finite
+    and the first after it, whose gradient is. The node that spoiled the
+    gradient lies between them.
+    """
+    if ev.loss is None:
         return None
-    low = layers[bad[-1]].tensor
-    after = layers[bad[-1] + 1] if bad[-1] + 1 < len(layers) else None
-    high, grad = (after.tensor, after.grad) if after is not None else (ev.loss, None)
-    if low is None or low.grad_fn is None or high is None or high.grad_fn is None:
+    points: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for call in ev.modules:
+        for w in call.inputs:
+            if w.grad is not None:
+                points.setdefault(id(w.tensor), (w.tensor, w.grad))
+        if call.tensor is not None and call.grad is not None and call.tensor.grad_fn is not None:
+            points.setdefault(id(call.tensor), (call.tensor, call.grad))
+    # In the order forward made them (an input may have been made long before the call).
+    ordered = sorted(points.values(), key=lambda p: _made(p[0]))
+    bad = not_finite({i: g for i, (_, g) in enumerate(ordered)})
+    if not bad:
         return None
-    floor = low.grad_fn._sequence_nr()
-    fns, _ = walk([high.grad_fn])
-    inside = [fn for fn in fns if type(fn).__name__ != "AccumulateGrad"
-              and fn._sequence_nr() >= floor]  # fmt: skip
-    return high, grad, [low], inside
+    last = max(bad)
+    low = ordered[last][0]
+    high, grad = ordered[last + 1] if last + 1 < len(ordered) else (ev.loss, None)
+    if high.grad_fn is None or low.grad_fn is None:
+        return None
+    return high, grad, [low], _made_since(high.grad_fn, low.grad_fn._sequence_nr())
+
+
+def _made(t: torch.Tensor) -> int:
+    """The sequence number of the node that made ``t`` (it has one)."""
+    return int(t.grad_fn._sequence_nr()) if t.grad_fn is not None else -1
+
+
+def _made_since(start: Any, floor: int) -> list[Any]:
+    """The op nodes reachable from ``start`` made at or after sequence number ``floor``.
+
+    A node's inputs were made before it, so the walk need not go below ``floor``.
+    """
+    seen = {start}
+    found, stack = [], [start]
+    while stack:
+        fn = stack.pop()
+        found.append(fn)
+        for child, _ in fn.next_functions:
+            if child is None or child in seen:
+                continue
+            seen.add(child)
+            if type(child).__name__ != "AccumulateGrad" and child._sequence_nr() >= floor:
+                stack.append(child)
+    return found
 
 
 def _hooked_pass(
@@ -250,18 +294,24 @@ def _stop_at_culprit(fn: Any) -> Any:
 
 def _inputs_of(fn: Any, calls: list[Call]) -> list[torch.Tensor]:
     """The forward inputs of an autograd node: the outputs of its children, from the log."""
-    children = [(c, k) for c, k in fn.next_functions if c is not None]
+    wanted = {(c, k) for c, k in fn.next_functions if c is not None}
+    made: dict[tuple[Any, int], torch.Tensor] = {}
+    for call in calls:
+        for o in call.outputs():
+            if isinstance(o, torch.Tensor) and o.grad_fn is not None:
+                key = (o.grad_fn, o.output_nr)
+                if key in wanted and key not in made:
+                    made[key] = o
+        if len(made) == len(wanted):
+            break
     found: list[torch.Tensor] = []
-    for child, k in children:
+    for child, k in fn.next_functions:
+        if child is None:
+            continue
         if type(child).__name__ == "AccumulateGrad":
             found.append(child.variable)
-            continue
-        for call in calls:
-            out = next((o for o in call.outputs() if isinstance(o, torch.Tensor)
-                        and o.grad_fn is child and o.output_nr == k), None)  # fmt: skip
-            if out is not None:
-                found.append(out)
-                break
+        elif (child, k) in made:
+            found.append(made[(child, k)])
     return [t.detach()[torch.isfinite(t.detach())] for t in found if t.is_floating_point()]
 
 

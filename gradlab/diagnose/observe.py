@@ -2,7 +2,8 @@
 
 * :class:`CallWatch` is a ``TorchFunctionMode`` that keeps every torch
   function and tensor method call of a block (function, arguments, output, and
-  whether grad mode was on). The diagnosis reads it afterwards: where a
+  whether grad mode was on), but not the reads of properties that give plain
+  values (``.dtype``, ``.shape``). The diagnosis reads it afterwards: where a
   parameter's path was cut, which op made the first NaN, what a loss was fed.
   With ``capture_backward`` it also turns each ``backward()`` into
   :func:`gradlab.backward` on a freshly traced graph, so the gradient each
@@ -17,6 +18,7 @@ Both keep live references only; nothing is summarised while the code runs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import threading
@@ -31,9 +33,10 @@ from torch.overrides import TorchFunctionMode
 from gradlab.graph import Graph
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One torch call: live references, for a later look."""
+    """One torch call: live references, for a later look (not frozen: a frozen
+    dataclass sets each field through ``object.__setattr__``, and one is made per call)."""
 
     func: Any
     args: tuple[Any, ...]
@@ -88,7 +91,9 @@ class CallWatch(TorchFunctionMode):
             out = self._backward(func, args, kwargs or {})
         else:
             out = func(*args, **kwargs) if kwargs else func(*args)
-        if len(self.calls) >= self.limit:
+        if type(out) in _PLAIN and getattr(func, "__name__", None) == "__get__":
+            pass  # reading .dtype, .shape or .is_nested: nothing a check looks at
+        elif len(self.calls) >= self.limit:
             self.truncated = True
         elif not (self.skip_gradlab and _from_gradlab()):
             # A tight loop: keep references only.
@@ -110,6 +115,10 @@ class CallWatch(TorchFunctionMode):
         backward(root, G, kwargs.get("gradient"), retain, histograms=True)
         return None
 
+
+#: What reading a tensor property gives that no check looks at (``.data`` and
+#: ``.grad`` give tensors, and are kept).
+_PLAIN = frozenset({bool, int, float, str, torch.dtype, torch.device, torch.layout, torch.Size})
 
 #: GradLab's own machinery, whose torch calls (summaries, traces) are not the code's.
 _MACHINERY = frozenset({
@@ -138,9 +147,21 @@ _DATA = torch.Tensor.data
 
 def call_name(func: Any) -> str:
     """The name of a called function; ``"data"`` for the ``.data`` property."""
+    try:
+        return _NAMES[func]
+    except (KeyError, TypeError):  # not seen yet, or not hashable
+        pass
     if getattr(func, "__self__", None) is _DATA:
-        return "data"
-    return str(getattr(func, "__name__", type(func).__name__))
+        name = "data"
+    else:
+        name = str(getattr(func, "__name__", type(func).__name__))
+    if len(_NAMES) < 10_000:
+        with contextlib.suppress(TypeError):
+            _NAMES[func] = name
+    return name
+
+
+_NAMES: dict[Any, str] = {}  # torch functions and methods are few: each is named once
 
 
 def arrays_in(value: Any) -> list[Any]:
@@ -172,11 +193,25 @@ class ModuleCall:
     tensor: torch.Tensor | None = None  # the output tensor whose gradient is watched
     grad: torch.Tensor | None = None  # dL/d(tensor), once backward ran
     grad_rms: float | None = None  # its root mean square
+    # Activations the call took (from watch_layers), each with the gradient it got.
+    inputs: list[Watched] = field(default_factory=list)
 
     def keep_grad(self, grad: torch.Tensor) -> None:
         """Tensor hook: keep the gradient arriving at the output (:func:`settle` sizes it)."""
-        self.grad = grad.detach()
+        self.grad = grad.detach() if grad.requires_grad else grad
         self.grad_rms = None
+
+
+@dataclass(slots=True)
+class Watched:
+    """A tensor whose gradient a hook keeps when backward reaches it."""
+
+    tensor: torch.Tensor
+    grad: torch.Tensor | None = None
+
+    def keep_grad(self, grad: torch.Tensor) -> None:
+        """Tensor hook."""
+        self.grad = grad.detach() if grad.requires_grad else grad
 
 
 def settle(calls: list[ModuleCall]) -> None:
@@ -276,15 +311,35 @@ def watch_layers(
 
     A layer call is a torch call that takes a parameter of ``model`` together with
     an activation (``F.linear(x, weight, bias)``); it is named after the module that
-    owns the parameter. Cheaper than :class:`ModuleWatch`: no module hook slows the
-    forward pass, and the hooks go on only after it.
+    owns the parameter. The activations it took (those with a history) are
+    watched too, in :attr:`ModuleCall.inputs`. Cheaper than :class:`ModuleWatch`:
+    no module hook slows the forward pass, and the hooks go on only after it.
     """
     owner = {id(p): name.rpartition(".")[0] for name, p in params.items()}
     layers: list[ModuleCall] = []
+    watched: dict[int, Watched] = {}  # id(tensor) -> its watch, one hook per tensor
+    modules: dict[str, nn.Module] | None = None
     for call in calls:
-        inputs = [a for a in call.inputs() if isinstance(a, torch.Tensor)]
-        names = [owner[id(a)] for a in inputs if id(a) in owner]
-        if not names or len(names) == len(inputs):  # no parameter, or nothing but parameters
+        args = call.args
+        if call.kwargs:
+            args = (*args, *call.kwargs.values())
+        name = None
+        activations: list[torch.Tensor] = []
+        for arg in args:
+            found: tuple[torch.Tensor, ...]
+            if isinstance(arg, torch.Tensor):
+                found = (arg,)
+            elif isinstance(arg, tuple | list | dict):
+                found = tuple(a for a in arrays_in(arg) if isinstance(a, torch.Tensor))
+            else:
+                continue
+            for a in found:
+                path = owner.get(id(a))
+                if path is None:
+                    activations.append(a)
+                elif name is None:
+                    name = path
+        if name is None or not activations:  # no parameter, or nothing but parameters
             continue
         out = (
             call.out
@@ -293,7 +348,15 @@ def watch_layers(
         )
         if out is None or out.grad_fn is None:
             continue
-        layer = ModuleCall(model.get_submodule(names[0]), names[0], out, out)
+        if modules is None:
+            modules = dict(model.named_modules(remove_duplicate=False))
+        layer = ModuleCall(modules[name], name, out, out)
+        for a in activations:
+            if a.grad_fn is not None and id(a) not in watched:
+                watch = watched[id(a)] = Watched(a)
+                a.register_hook(watch.keep_grad)  # type: ignore[no-untyped-call]
+            if id(a) in watched:
+                layer.inputs.append(watched[id(a)])
         out.register_hook(layer.keep_grad)  # type: ignore[no-untyped-call]
         layers.append(layer)
     return layers

@@ -16,7 +16,7 @@ and receive the same gradients as in that pass; ``.grad`` is left as it was.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch.autograd.graph import GradientEdge
@@ -27,6 +27,7 @@ _ACCUMULATE = "AccumulateGrad"
 Key = tuple[int, int]  # (node index in walk order, input of that node)
 AMBIGUOUS: Literal["ambiguous"] = "ambiguous"
 Sender = tuple[Node, torch.Tensor] | Literal["ambiguous"] | None
+K = TypeVar("K")
 
 
 def first_bad_sender(
@@ -70,7 +71,7 @@ def first_bad_sender(
         return None  # no stop is reached: the pass runs nothing
     got = torch.autograd.grad(root, inputs, grad, allow_unused=True, retain_graph=True)
     arrived: dict[Key, torch.Tensor | None] = dict(zip(keys, got, strict=True))
-    bad = _not_finite(arrived)
+    bad = not_finite(arrived)
     for i in sorted(mine, key=lambda i: -fns[i]._sequence_nr()):
         for key in sends.get(i, []):
             if key not in bad:
@@ -142,7 +143,7 @@ def _ancestors(starts: set[int], parents: dict[int, list[int]]) -> set[int]:
     return found
 
 
-def _not_finite(arrived: dict[Key, torch.Tensor | None]) -> set[Key]:
+def not_finite(arrived: dict[K, torch.Tensor | None]) -> set[K]:
     """The keys whose gradient holds a NaN or an inf: one fused norm, float64 so it cannot
     overflow for float32 gradients (the few inf norms are looked at again, for float64 ones)."""
     dense = [(key, g) for key, g in arrived.items()
