@@ -166,13 +166,19 @@ _NAMES: dict[Any, str] = {}  # torch functions and methods are few: each is name
 
 def arrays_in(value: Any) -> list[Any]:
     """Tensors and NumPy arrays in an argument or output (one level of lists, tuples, dicts)."""
-    if isinstance(value, torch.Tensor | np.ndarray):
+    if isinstance(value, _ARRAYS):
         return [value]
-    if isinstance(value, tuple | list):
-        return [v for v in value if isinstance(v, torch.Tensor | np.ndarray)]
+    if isinstance(value, _SEQUENCES):
+        return [v for v in value if isinstance(v, _ARRAYS)]
     if isinstance(value, dict):
-        return [v for v in value.values() if isinstance(v, torch.Tensor | np.ndarray)]
+        return [v for v in value.values() if isinstance(v, _ARRAYS)]
     return []
+
+
+# Tuples of types, made once: ``A | B`` in an isinstance call makes a new union each time.
+_ARRAYS = (torch.Tensor, np.ndarray)
+_SEQUENCES = (tuple, list)
+_CONTAINERS = (tuple, list, dict)
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
@@ -329,7 +335,7 @@ def watch_layers(
             found: tuple[torch.Tensor, ...]
             if isinstance(arg, torch.Tensor):
                 found = (arg,)
-            elif isinstance(arg, tuple | list | dict):
+            elif isinstance(arg, _CONTAINERS):
                 found = tuple(a for a in arrays_in(arg) if isinstance(a, torch.Tensor))
             else:
                 continue
