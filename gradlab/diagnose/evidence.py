@@ -60,11 +60,14 @@ class NodeIndex:
 
     def _walk_until(self, fn: Node | None = None, leaf: int | None = None) -> None:
         """Go on with the walk until it has found ``fn`` (or the leaf tensor of id ``leaf``)."""
-        stack, fns, leaves, discover = self._stack, self._fns, self._leaves, self._discover
+        stack, fns, leaves = self._stack, self._fns, self._leaves
         while stack and fn not in fns and leaf not in leaves:
             for child, _ in stack.pop().next_functions:
                 if child is not None and child not in fns:
-                    discover(child)
+                    fns[child] = len(fns)  # as _discover does, inline: this runs per node
+                    if type(child).__name__ == ACCUMULATE:
+                        self._keep.append(child.variable)
+                        leaves[id(child.variable)] = len(leaves)
                     stack.append(child)
 
     def fn(self, fn: Node | None) -> str | None:

@@ -222,15 +222,26 @@ def _region(ev: Evidence) -> tuple[Any, Any, list[torch.Tensor], list[Any]] | No
             points.setdefault(id(call.tensor), (call.tensor, call.grad))
     # In the order forward made them (an input may have been made long before the call).
     ordered = sorted(points.values(), key=lambda p: _made(p[0]))
-    bad = not_finite({i: g for i, (_, g) in enumerate(ordered)})
-    if not bad:
+    last = _last_bad([g for _, g in ordered])
+    if last is None:
         return None
-    last = max(bad)
     low = ordered[last][0]
     high, grad = ordered[last + 1] if last + 1 < len(ordered) else (ev.loss, None)
     if high.grad_fn is None or low.grad_fn is None:
         return None
     return high, grad, [low], _made_since(high.grad_fn, low.grad_fn._sequence_nr())
+
+
+def _last_bad(grads: list[torch.Tensor]) -> int | None:
+    """The position of the last gradient that is not finite, or ``None``.
+
+    On the CPU, from the end, stopping at the first bad one; elsewhere one fused
+    norm for all (a check each would wait for the device each time).
+    """
+    if all(g.device.type == "cpu" and not g.is_sparse for g in grads):
+        return next((i for i in reversed(range(len(grads))) if not finite(grads[i])), None)
+    bad = not_finite(dict(enumerate(grads)))
+    return max(bad) if bad else None
 
 
 def _made(t: torch.Tensor) -> int:
@@ -327,8 +338,8 @@ def _value_of(G: Graph, u: str) -> TensorSummary | None:
 def _range(t: torch.Tensor) -> Range:
     if t.numel() == 0:
         return (None, None)
-    t = t.detach()
-    return (float(t.min()), float(t.max()))
+    low, high = torch.aminmax(t.detach())
+    return (float(low), float(high))
 
 
 def _counts(t: torch.Tensor) -> tuple[int, int]:
