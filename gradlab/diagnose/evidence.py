@@ -64,10 +64,7 @@ class NodeIndex:
         while stack and fn not in fns and leaf not in leaves:
             for child, _ in stack.pop().next_functions:
                 if child is not None and child not in fns:
-                    fns[child] = len(fns)  # as _discover does, inline: this runs per node
-                    if type(child).__name__ == ACCUMULATE:
-                        self._keep.append(child.variable)
-                        leaves[id(child.variable)] = len(leaves)
+                    self._discover(child)
                     stack.append(child)
 
     def fn(self, fn: Node | None) -> str | None:
