@@ -117,8 +117,11 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.modules = recording._modules
         # (op output, innermost (module, path) or None, whether the op wrote in place)
         self.pending: list[tuple[Any, tuple[torch.nn.Module, str] | None, bool]] = []
-        # storage pointer -> entries whose value aliases that storage.
+        # storage pointer -> entries whose value aliases that storage. Entries wait in
+        # ``unindexed`` until an op writes to a tensor: most forwards never do, and
+        # finding a tensor's storage costs more than the rest of keeping it.
         self.aliases: dict[int, list[_Entry]] = {}
+        self.unindexed: list[_Entry] = []
         # op -> positions and names of the arguments it writes to (empty: none)
         self.written: dict[Any, list[tuple[int, str]]] = {}
 
@@ -166,12 +169,20 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         entry = _Entry(t.detach(), t._version, path, kind)
         entries[t.output_nr] = entry
         self.recording.ops += 1
-        if t.layout == torch.strided and t.device.type != "meta":
-            self.aliases.setdefault(t.untyped_storage().data_ptr(), []).append(entry)
+        self.unindexed.append(entry)
+
+    def _index(self) -> None:
+        """File the entries kept since the last write under their storage."""
+        for entry in self.unindexed:
+            t = entry.value
+            if not entry.copied and t.layout == torch.strided and t.device.type != "meta":
+                self.aliases.setdefault(t.untyped_storage().data_ptr(), []).append(entry)
+        self.unindexed = []
 
     def _copy_before_write(
         self, written: list[tuple[int, str]], args: tuple[Any, ...], kwargs: Any
     ) -> None:
+        self._index()
         for i, name in written:
             target = kwargs.get(name, args[i] if i < len(args) else None)
             for t in _tensors(target):
