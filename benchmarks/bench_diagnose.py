@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from timing import compare, timed
@@ -145,32 +146,27 @@ def nan_rows(layers: int, d_model: int, shape: tuple[int, int], repeat: int) -> 
     """Finding the first NaN, made in forward and only in backward."""
     x, y = torch.randn(*shape, d_model), torch.randn(*shape, d_model)  # (B, T, C)
     loss_fn = nn.MSELoss()
-    nan_model = Poisoned(encoder(layers, d_model), masked=False)
-    (finding,) = gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
-    assert (finding.kind, finding.cause) == ("nonfinite_forward", "log"), finding
-    forward_nan = compare(
-        {
-            "plain forward + backward": timed(plain(nan_model, x, y)),
-            "gradlab.diagnose: first NaN": timed(
-                lambda: gradlab.diagnose(nan_model, x, target=y, loss_fn=loss_fn)
-            ),
-            "anomaly mode forward + backward": timed(anomaly(nan_model, x, y)),
-        },
-        repeat,
-    )
 
-    masked = Poisoned(encoder(layers, d_model), masked=True)
-    (finding,) = gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
-    assert (finding.kind, finding.cause) == ("nonfinite_backward", "sqrt"), finding
-    backward_nan = compare(
-        {
-            "plain forward + backward": timed(plain(masked, x, y)),
-            "gradlab.diagnose: first NaN in backward": timed(
-                lambda: gradlab.diagnose(masked, x, target=y, loss_fn=loss_fn)
-            ),
-            "anomaly mode forward + backward": timed(anomaly(masked, x, y)),
-        },
-        repeat,
+    def first_nan(masked: bool, expected: tuple[str, str], label: str) -> tuple[Any, ...]:
+        """The poisoned encoder, and its diagnosis timed against the plain and anomaly passes."""
+        model = Poisoned(encoder(layers, d_model), masked=masked)
+        (finding,) = gradlab.diagnose(model, x, target=y, loss_fn=loss_fn)
+        assert (finding.kind, finding.cause) == expected, finding
+        table = compare(
+            {
+                "plain forward + backward": timed(plain(model, x, y)),
+                label: timed(lambda: gradlab.diagnose(model, x, target=y, loss_fn=loss_fn)),
+                "anomaly mode forward + backward": timed(anomaly(model, x, y)),
+            },
+            repeat,
+        )
+        return model, finding, table
+
+    _, _, forward_nan = first_nan(
+        False, ("nonfinite_forward", "log"), "gradlab.diagnose: first NaN"
+    )
+    masked, finding, backward_nan = first_nan(
+        True, ("nonfinite_backward", "sqrt"), "gradlab.diagnose: first NaN in backward"
     )
 
     ev = look_model(masked, x, y, loss_fn)
