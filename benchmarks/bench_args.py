@@ -5,8 +5,9 @@ Run: python benchmarks/bench_args.py [--depth 1000] [--repeat 61]
 On the 1,000-layer MLP of ``bench_core.py``, interleaved round by round:
 
 * a bare ``next_functions`` walk into networkx (the baseline of ``bench_core.py``);
-* ``gradlab.trace(values=False)`` with ``args`` replaced by an empty dict;
-* ``gradlab.trace(values=False)`` as it is.
+* ``gradlab.trace(values=False)``, which reads no ``args``;
+* ``gradlab.trace()`` (values and ``args``) with ``args`` replaced by an empty dict;
+* ``gradlab.trace()`` as it is.
 
 It also times :func:`gradlab.trace.op_args` alone over every op node. Medians;
 the machine may be shared, so compare the ratios, not the times.
@@ -43,15 +44,16 @@ def main() -> None:
     def without_args() -> float:
         tracing.op_args = lambda fn: {}
         try:
-            return timed(lambda: gradlab.trace(out, model=model, values=False))()
+            return timed(lambda: gradlab.trace(out, model=model))()
         finally:
             tracing.op_args = real
 
     table = compare(
         {
             "bare walk": timed(lambda: bare_walk(out)),
-            "trace without args": without_args,
-            "trace with args": timed(lambda: gradlab.trace(out, model=model, values=False)),
+            "trace, structure only": timed(lambda: gradlab.trace(out, model=model, values=False)),
+            "trace, values, no args": without_args,
+            "trace, values and args": timed(lambda: gradlab.trace(out, model=model)),
         },
         args.repeat,
     )
@@ -64,8 +66,8 @@ def main() -> None:
         alone.append(time.perf_counter() - start)
     print(f"MLP {args.depth} layers: {len(fns)} op nodes besides AccumulateGrad, "
           f"medians of {args.repeat}\n")  # fmt: skip
-    print(f"{'measure':<28} {'ms':>8} {'vs bare walk':>13} {'vs trace without':>17}")
-    bare, without = table["bare walk"][0], table["trace without args"][0]
+    print(f"{'measure':<28} {'ms':>8} {'vs bare walk':>13} {'vs no args':>17}")
+    bare, without = table["bare walk"][0], table["trace, values, no args"][0]
     for name, (seconds, _) in table.items():
         print(f"{name:<28} {seconds * 1000:8.1f} {seconds / bare:12.2f}x "
               f"{seconds / without:16.3f}x")  # fmt: skip

@@ -91,7 +91,8 @@ class NodeAttrs(TypedDict, total=False):
     module_type: str | None  # that module's class name: "Linear"
     seq: int | None  # autograd sequence number: the order ops were created in forward
     # ops: the non-tensor values the op saved for its backward, by name without "_saved_":
-    # {"exponent": 2}, {"alpha": 1}, {"dim": [1], "keepdim": False, ...}; {} for AccumulateGrad
+    # {"exponent": 2}, {"alpha": 1}, {"dim": [1], "keepdim": False, ...}; {} for AccumulateGrad.
+    # Read with the values (trace(values=True), the default); absent otherwise.
     args: dict[str, Arg]
     outputs: int  # number of outputs of an op (its backward takes one gradient per output)
     requires_grad: bool  # leaves: whether .grad is accumulated

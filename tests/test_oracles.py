@@ -247,6 +247,43 @@ def test_structure_equals_an_independent_walk(name: str) -> None:
     assert G.graph["roots"] == [f"out{i}" for i in range(len(roots))]
 
 
+def metadata_facts(roots: tuple[torch.Tensor, ...]) -> Counter[tuple]:
+    """(op, seq, shape, dtype, device, outputs) of every autograd node, read from its metadata."""
+    facts: Counter[tuple] = Counter()
+    todo = [r.grad_fn for r in roots if r.grad_fn is not None]
+    seen = set(todo)
+    while todo:
+        fn = todo.pop()
+        meta = fn._input_metadata
+        seq = None if type(fn).__name__ == "AccumulateGrad" else fn._sequence_nr()
+        m = (list(meta[0].shape), str(meta[0].dtype).removeprefix("torch."), str(meta[0].device))
+        facts[(type(fn).__name__, seq, *map(str, m), len(meta))] += 1
+        for child, _ in fn.next_functions:
+            if child is not None and child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return facts
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "plain"])
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_node_facts_equal_the_nodes_metadata(name: str, recorded: bool) -> None:
+    # A recorded op takes its facts from the value kept, an AccumulateGrad from its
+    # leaf, the others from the node's metadata: all must agree with the metadata.
+    torch.manual_seed(0)
+    if recorded:
+        roots, names = build(name)
+    else:
+        roots, names = CORPUS[name]()
+    for values in (True, False):
+        G = gradlab.trace(*roots, params=names, values=values)
+        got = Counter(
+            (d["op"], d["seq"], *map(str, (d["shape"], d["dtype"], d["device"])), d["outputs"])
+            for d in (G.nodes[n] for n in gradlab.op_nodes(G))
+        )
+        assert got == metadata_facts(roots)
+
+
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_torchviz_draws_the_same_number_of_autograd_nodes(name: str) -> None:
     with warnings.catch_warnings():

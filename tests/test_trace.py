@@ -142,10 +142,15 @@ def test_show_saved_after_backward_says_how_to_fix_it() -> None:
 def test_values_false_keeps_structure_without_summaries() -> None:
     a = torch.randn(3, requires_grad=True)
     with gradlab.record():
-        y = (a * 2).sum()
+        y = (a**3).sum()
     G = gradlab.trace(y, values=False)
-    assert all("value" not in d for _, d in G.nodes(data=True))
+    assert all("value" not in d and "args" not in d for _, d in G.nodes(data=True))
     assert G.nodes["fn1"]["shape"] == [3]
+    full = gradlab.trace(y)
+    assert full.nodes["fn1"]["args"] == {"exponent": 3}  # the scalar PowBackward0 kept
+    structure = ("kind", "op", "shape", "dtype", "device", "name", "module", "seq", "outputs")
+    for n, d in G.nodes(data=True):
+        assert {k: d.get(k) for k in structure} == {k: full.nodes[n].get(k) for k in structure}
 
 
 def test_errors_name_the_problem() -> None:
