@@ -17,7 +17,7 @@ import torch
 
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
-from gradlab.graph import EdgeAttrs, Graph, NodeAttrs, TensorSummary, edge_dicts
+from gradlab.graph import EdgeAttrs, Graph, NodeAttrs, TensorSummary
 from gradlab.summary import summarize_many
 from gradlab.trace import Node, walk
 
@@ -104,7 +104,7 @@ class _Plan:
 
     fns: list[Node]
     nodes: list[NodeAttrs]  # per live node
-    sent: list[list[tuple[int, EdgeAttrs]]]  # per live node: (input slot, in-edge)
+    sent: list[list[tuple[int, EdgeAttrs, int]]]  # per live node: (input slot, in-edge, leaf)
     leaves: dict[int, tuple[EdgeAttrs, NodeAttrs]]  # AccumulateGrad: leaf edge, leaf node
     fresh: set[int]  # AccumulateGrad whose leaf has no .grad yet: .grad will be what arrives
     output: tuple[NodeAttrs, EdgeAttrs]  # the root's output node and its in-edge
@@ -116,40 +116,64 @@ def _align(root: torch.Tensor, G: Graph) -> _Plan:
     The root's op is found by its autograd sequence number. When ``G`` was
     traced from this root alone the walk orders agree and ids go by position;
     otherwise the live graph and ``G`` are walked in step, slot by slot. Either
-    way every op name is checked.
+    way every op name is checked. Reads networkx's adjacency dicts directly
+    (``G._node``, ``G._succ``, ``G._pred``): the attribute dicts written to are
+    the graph's own.
     """
     fn0 = root.grad_fn
     start, out = _root_op(G, fn0, root.output_nr)
     fns, edges = walk([fn0])
-    node_attrs: dict[str, NodeAttrs] = dict(G.nodes(data=True))
-    edge_attrs = edge_dicts(G)
+    node_attrs: dict[str, NodeAttrs] = G._node
+    succ: dict[str, dict[str, dict[int, EdgeAttrs]]] = G._succ
     if start == "fn0" and len(G.graph["roots"]) == 1:
         ids = [f"fn{i}" for i in range(len(fns))]
     else:
-        producer = {(v, k): u for u, v, k in edge_attrs}
+        pred: dict[str, dict[str, dict[int, EdgeAttrs]]] = G._pred
+        producer = {
+            (v, key): u
+            for v, sources in pred.items()
+            for u, keys in sources.items()
+            for key in keys
+        }
         ids = [""] * len(fns)
         ids[0] = start
         for child, parent, slot, _ in edges:  # a parent is always reached before its children
             ids[child] = producer.get((ids[parent], slot), "")
+    nodes: list[NodeAttrs] = []
     for n, fn in zip(ids, fns, strict=True):
-        if n not in node_attrs or node_attrs[n].get("op") != type(fn).__name__:
+        attrs = node_attrs.get(n)
+        if attrs is None or attrs.get("op") != type(fn).__name__:
             raise TraceError(
                 "The graph given does not match this tensor's autograd graph (was it traced "
                 "from another run?). Trace again: G = gradlab.trace(root)."
             )
-    sent: list[list[tuple[int, EdgeAttrs]]] = [[] for _ in fns]
-    for child, parent, slot, _ in edges:
-        sent[parent].append((slot, edge_attrs[ids[child], ids[parent], slot]))
-    leaves, fresh = {}, set()
+        nodes.append(attrs)
+    leaves, fresh, inputs = {}, set(), [0] * len(fns)
+    for child, _, _, _ in edges:
+        inputs[child] += 1
     for i, fn in enumerate(fns):
         if type(fn).__name__ == "AccumulateGrad":
-            (leaf,) = G.predecessors(ids[i])
-            leaves[i] = (edge_attrs[leaf, ids[i], 0], node_attrs[leaf])
+            (leaf,) = G._pred[ids[i]]
+            leaves[i] = (succ[leaf][ids[i]][0], node_attrs[leaf])
             variable = fn.variable
             if variable.grad is None and not variable._post_accumulate_grad_hooks:
                 fresh.add(i)
-    output = (node_attrs[out], edge_attrs[start, out, 0])
-    return _Plan(fns, [node_attrs[n] for n in ids], sent, leaves, fresh, output)
+                if inputs[i] == 1 and not variable._backward_hooks:
+                    inputs[i] = -1  # the one gradient sent to it becomes .grad as it is
+    # per live node: (input slot, in-edge, the AccumulateGrad whose .grad equals what is
+    # sent down that slot or -1): one summary does for both, the same bits
+    sent: list[list[tuple[int, EdgeAttrs, int]]] = [[] for _ in fns]
+    try:
+        for child, parent, slot, _ in edges:
+            edge = succ[ids[child]][ids[parent]][slot]
+            sent[parent].append((slot, edge, child if inputs[child] == -1 else -1))
+    except KeyError:
+        raise TraceError(
+            "The graph given lacks an edge of this tensor's autograd graph (was it edited?). "
+            "Trace again: G = gradlab.trace(root)."
+        ) from None
+    output = (node_attrs[out], succ[start][out][0])
+    return _Plan(fns, nodes, sent, leaves, fresh, output)
 
 
 def _root_op(G: Graph, fn0: Node, output: int) -> tuple[str, str]:
@@ -188,8 +212,11 @@ def _write(plan: _Plan, calls: list[_Call], seed: torch.Tensor, histograms: bool
             node["output_grads"] = per_output
             tensors += arrived
             places += [(per_output, k) for k in range(len(arrived))]
-        for slot, edge in plan.sent[i]:
-            tensors.append(sent[slot] if slot < len(sent) else None)
+        for slot, edge, leaf_grad in plan.sent[i]:
+            if leaf_grad >= 0:  # a fresh leaf's .grad: what was sent, or its copy
+                tensors.append(plan.fns[leaf_grad].variable.grad)
+            else:
+                tensors.append(sent[slot] if slot < len(sent) else None)
             places.append((edge, "grad"))
         if i in plan.leaves:  # AccumulateGrad: the leaf edge carries what arrived
             edge, leaf = plan.leaves[i]

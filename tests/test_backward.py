@@ -116,3 +116,45 @@ def test_the_hooks_are_gone_after_an_error() -> None:
     y.grad_fn.register_hook(lambda *_: calls.append(1))
     y.backward(torch.ones(2))  # runs once, with only our own hook
     assert calls == [1]
+
+
+@pytest.mark.parametrize("case", ["fresh", "accumulated", "leaf hook", "used twice"])
+def test_edges_into_leaves_carry_what_the_consumer_sent(case: str) -> None:
+    # An edge into a fresh leaf's AccumulateGrad takes its summary from .grad (the same
+    # bits); a leaf hook, an earlier .grad or a second consumer each make them differ.
+    torch.manual_seed(0)
+    w = torch.randn(3, 3, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    x = torch.randn(2, 3)
+    if case == "accumulated":
+        w.grad, b.grad = torch.ones_like(w), torch.ones_like(b)
+    if case == "leaf hook":
+        w.register_hook(lambda g: g * 10)
+    h = torch.addmm(b, x, w.t())
+    loss = (h @ w).sum() if case == "used twice" else h.sum()
+    G = gradlab.trace(loss, params={"w": w, "b": b})
+    fns, _ = walk([loss.grad_fn])
+    sent: dict[tuple[str, int], torch.Tensor] = {}  # (consumer op, slot) -> what it sent
+
+    def keep(fn: object) -> object:
+        def hook(grad_inputs: tuple, _: tuple) -> None:
+            for slot, g in enumerate(grad_inputs):
+                if g is not None:
+                    sent[type(fn).__name__, slot] = g.clone()
+
+        return hook
+
+    hooks = [fn.register_hook(keep(fn)) for fn in fns if type(fn).__name__ != "AccumulateGrad"]
+    gradlab.backward(loss, G)
+    for handle in hooks:
+        handle.remove()
+    checked = 0
+    for u, v, d in G.edges(data=True):
+        if G.nodes[u].get("op") == "AccumulateGrad" and G.nodes[v]["kind"] == "op":
+            want = sent[G.nodes[v]["op"], d["slot"]]
+            assert d["grad"]["norm"] == pytest.approx(float(want.double().norm()), rel=1e-6)
+            assert d["grad"]["min"] == want.min().item() and d["grad"]["max"] == want.max().item()
+            checked += 1
+    assert checked == (3 if case == "used twice" else 2)
+    leaf = next(n for n in G if G.nodes[n].get("name") == "w")
+    assert G.nodes[leaf]["grad"]["norm"] == pytest.approx(float(w.grad.double().norm()))
