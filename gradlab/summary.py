@@ -99,8 +99,9 @@ def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list
             x = torch.stack([tensors[j] for j in chunk]).view(len(chunk), n)
             if dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # their squares overflow at 65504
-            low, high = torch.aminmax(x, dim=1)
-            stats = [x.sum(1), (x * x).sum(1), low, high]  # 4 x (k,)
+            # separate amin and amax outrun aminmax along rows on the CPU
+            low, high = torch.amin(x, dim=1), torch.amax(x, dim=1)
+            stats = [x.sum(1), torch.linalg.vector_norm(x, dim=1), low, high]  # 4 x (k,)
             parts.append(torch.stack(stats).to(torch.float64).reshape(-1))
             if n <= MAX_VALUES:
                 parts.append(x.to(torch.float64).reshape(-1))  # widening is exact
@@ -112,18 +113,18 @@ def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list
     offset = 0
     for chunk, dtype, size in layout:
         k, n, shape, dname = len(chunk), size.numel(), list(size), dtype_name(dtype)
-        sums, squares, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
+        sums, norms, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
         width = n if n <= MAX_VALUES else HIST_BINS if histograms else 0
         for r, j in enumerate(chunk):
             part = flat[offset + r * width : offset + (r + 1) * width]
             values = _nest(part, shape) if n <= MAX_VALUES else None
-            if math.isfinite(sums[r]) and math.isfinite(squares[r]):
+            if math.isfinite(sums[r]) and math.isfinite(norms[r]):
                 out[j] = {
                     "shape": shape[:],
                     "dtype": dname,
                     "numel": n,
-                    "norm": math.sqrt(squares[r]),
+                    "norm": norms[r],
                     "mean": sums[r] / n,
                     "min": mins[r],
                     "max": maxs[r],
