@@ -26,7 +26,9 @@ from typing import Any, cast
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-RECORD_KEY = "gradlab"  # key of our entry in grad_fn.metadata
+# Key of what the recorder keeps in grad_fn.metadata: the _Entry of output 0 when that
+# is the only output kept (almost every node), else {output_nr: _Entry}.
+RECORD_KEY = "gradlab"
 _local = threading.local()
 _hooks_lock = threading.Lock()
 _hooks: list[Any] = []
@@ -94,8 +96,10 @@ def record() -> Iterator[Recording]:
 
 def recorded(fn: Any, output: int = 0) -> _Entry | None:
     """What :func:`record` kept for output ``output`` of autograd node ``fn``."""
-    entries: dict[int, _Entry] | None = fn.metadata.get(RECORD_KEY)
-    return entries.get(output) if entries else None
+    kept: _Entry | dict[int, _Entry] | None = fn.metadata.get(RECORD_KEY)
+    if type(kept) is _Entry:
+        return kept if output == 0 else None
+    return kept.get(output) if kept else None  # type: ignore[union-attr]
 
 
 def recorded_value(fn: Any, output: int = 0) -> torch.Tensor | None:
@@ -162,12 +166,19 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         fn = t.grad_fn
         if fn is None:
             return
-        entries = cast("dict[str, Any]", fn.metadata).setdefault(RECORD_KEY, {})
-        if t.output_nr in entries:
-            return
+        metadata = cast("dict[str, Any]", fn.metadata)
+        kept = metadata.get(RECORD_KEY)
+        nr = t.output_nr
+        if kept is not None and (nr == 0 if type(kept) is _Entry else nr in kept):
+            return  # kept already
         path, kind = (module[1], type(module[0]).__name__) if module else (None, None)
         entry = _Entry(t.detach(), t._version, path, kind)
-        entries[t.output_nr] = entry
+        if kept is None:
+            metadata[RECORD_KEY] = entry if nr == 0 else {nr: entry}
+        elif type(kept) is _Entry:
+            metadata[RECORD_KEY] = {0: kept, nr: entry}
+        else:
+            kept[nr] = entry
         self.recording.ops += 1
         self.unindexed.append(entry)
 

@@ -19,7 +19,7 @@ import torch
 from gradlab._gc import paused_gc
 from gradlab.errors import TraceError
 from gradlab.graph import Arg, EdgeAttrs, Graph, NodeAttrs
-from gradlab.record import RECORD_KEY
+from gradlab.record import RECORD_KEY, _Entry
 from gradlab.summary import dtype_name, summarize_many
 
 Node = Any  # torch.autograd.graph.Node; its C++ subclasses are not visible to typing
@@ -405,13 +405,13 @@ class _Builder:
             self.nodes[n] = attrs
             self.nodes[leaf] = facts  # right after its AccumulateGrad
             return
-        entries = fn.metadata.get(RECORD_KEY)
-        entry = entries.get(0) if entries else None
+        kept = fn.metadata.get(RECORD_KEY)
         outputs = self.outputs
-        if entry is not None and len(entries) == 1:
+        if type(kept) is _Entry:
             # A recorded single-output op: the facts of its output are those of the value
             # kept (the same tensor), which a tensor reads faster than node metadata.
-            t = entry.value
+            entry: _Entry | None = kept
+            t = kept.value
             attrs = {
                 "kind": "op",
                 "op": op,
@@ -422,10 +422,11 @@ class _Builder:
                 "device": _device_name(t.device),
                 "seq": fn._sequence_nr(),
                 "name": outputs.get((fn, 0)) if outputs else None,
-                "module": entry.module,
-                "module_type": entry.module_type,
+                "module": kept.module,
+                "module_type": kept.module_type,
             }
         else:
+            entry = kept.get(0) if kept else None
             attrs = _op_facts(fn, op)
             attrs["seq"] = fn._sequence_nr()
             attrs["name"] = outputs.get((fn, 0)) if outputs else None
