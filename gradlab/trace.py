@@ -349,15 +349,13 @@ class _Builder:
         ``G.nodes`` follow the discovery order) and its in-edges when it is popped.
         Returns the live nodes in id order.
         """
-        ids, succ, pred = self.ids, self.succ, self.pred
-        order: list[Node] = []
+        ids, succ, pred, add = self.ids, self.succ, self.pred, self._add_op
         stack: list[Node] = []
         for fn in starts:
             if fn not in ids:
-                n = ids[fn] = f"fn{len(order)}"
+                n = ids[fn] = f"fn{len(ids)}"
                 succ[n], pred[n] = {}, {}
-                self._add_op(fn, n)
-                order.append(fn)
+                add(fn, n)
                 stack.append(fn)
         while stack:
             fn = stack.pop()
@@ -368,16 +366,15 @@ class _Builder:
                     continue
                 c = ids.get(child)
                 if c is None:
-                    c = ids[child] = f"fn{len(order)}"
+                    c = ids[child] = f"fn{len(ids)}"
                     succ[c], pred[c] = {}, {}
-                    self._add_op(child, c)
-                    order.append(child)
+                    add(child, c)
                     stack.append(child)
                 keys = into.get(c)
                 if keys is None:
                     keys = into[c] = succ[c][n] = {}
                 keys[slot] = {"kind": "flow", "slot": slot, "output": output}
-        return order
+        return list(ids)  # in discovery order
 
     def _add_op(self, fn: Node, n: str) -> None:
         """The facts of one op node (a tight path: this runs once per autograd Node)."""
