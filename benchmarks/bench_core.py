@@ -16,6 +16,9 @@ shared.
 * record: a forward inside ``gradlab.record()`` against a plain forward, on the
   MLP and on models whose ops do more work (LeNet on 64 images, the ResNet-18-like
   CNN on 16, a 4-layer transformer encoder on 8 x 32 tokens).
+* floors, the machinery each design stands on, with GradLab's own work left out:
+  a post-hook on every node that only keeps what it is given (capture), an empty
+  ``TorchDispatchMode`` and the global module hooks alone (record).
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ import warnings
 import networkx as nx
 import torch
 from timing import compare, timed
+from torch.nn.modules import module as nn_module
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradlab
 from gradlab import models
 from gradlab.models import mlp
+from gradlab.trace import walk as gradlab_walk
 
 
 def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
@@ -51,6 +57,37 @@ def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
                 stack.append(child)
             G.add_edge(ids[child], ids[fn], slot=slot)
     return G
+
+
+class _EmptyMode(TorchDispatchMode):  # type: ignore[misc]
+    """Calls every op and does nothing else: the floor of a dispatch-mode recorder."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        return func(*args, **(kwargs or {}))
+
+
+def hooked_step(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Forward + backward with a post-hook on every node that keeps what it is given."""
+    out = model(x).sum()
+    fns, _ = gradlab_walk([out.grad_fn])
+    kept: list[object] = []
+    handles = [fn.register_hook(lambda sent, got: kept.append((sent, got))) for fn in fns]
+    out.backward()
+    for handle in handles:
+        handle.remove()
+
+
+def module_hooks_forward(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """A forward with a global forward pre-hook and forward hook that do nothing."""
+    handles = [
+        nn_module.register_module_forward_pre_hook(lambda m, a: None),
+        nn_module.register_module_forward_hook(lambda m, a, o: None, always_call=True),
+    ]
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def main() -> None:
@@ -120,6 +157,21 @@ def main() -> None:
         {"plain forward": timed(forward), "forward inside record()": timed(recorded_forward)},
         args.repeat,
     )
+
+    def empty_mode_forward() -> None:
+        with _EmptyMode():
+            model(x)
+
+    floors = compare(
+        {
+            "plain forward + backward": timed(plain_step),
+            "a post-hook on every node": timed(lambda: hooked_step(model, x)),
+            "plain forward": timed(forward),
+            "an empty TorchDispatchMode": timed(empty_mode_forward),
+            "global module hooks alone": timed(lambda: module_hooks_forward(model, x)),
+        },
+        args.repeat,
+    )
     working = {
         "LeNet, batch 64": (models.LeNet(), torch.randn(64, 1, 32, 32)),
         "ResNet-18-like, batch 16": (models.ResNet(width=16), torch.randn(16, 3, 32, 32)),
@@ -147,6 +199,14 @@ def main() -> None:
         for name, (seconds, _) in table.items():
             ratio = seconds / table[baseline][0]
             print(f"{name:<42} {seconds * 1000:9.1f} {ratio:6.2f}x")
+    print("-- floors (capture: against plain forward + backward; record: against plain forward)")
+    for name, (seconds, _) in floors.items():
+        base = (
+            "plain forward + backward" if name == "a post-hook on every node" else "plain forward"
+        )
+        if name.startswith("plain"):
+            continue
+        print(f"{name:<42} {seconds * 1000:9.1f} {seconds / floors[base][0]:6.2f}x")
     print("-- record on models whose ops do more work (forward inside record() / plain)")
     for name, (plain_s, ratio) in record_work.items():
         print(f"{name:<42} {plain_s * 1000:9.1f} {ratio:6.2f}x")
