@@ -9,7 +9,9 @@ shared.
 * trace: ``gradlab.trace`` with shapes, names and module paths (a recorded
   forward, ``values=False``) against a bare walk of ``next_functions`` that
   builds a networkx graph with op names only, and against torchviz's
-  ``make_dot`` (recursion limit raised); ``trace`` with value summaries too.
+  ``make_dot`` (recursion limit raised); the names come from ``model=`` (found
+  by walking the model on every call) and, in a second line, from the same
+  ``params=`` dict torchviz is given; ``trace`` with value summaries too.
 * capture: forward + ``gradlab.backward`` (every node's gradient and step, every
   edge's gradient) against a plain forward + ``backward()``; the capture needs a
   traced graph, so the line with trace counts that as well.
@@ -139,6 +141,9 @@ def main() -> None:
             "bare walk": timed(lambda: bare_walk(recorded)),
             "trace (shapes, names, modules)": timed(
                 lambda: gradlab.trace(recorded, model=model, values=False)
+            ),
+            "the same, names from params= as torchviz": timed(
+                lambda: gradlab.trace(recorded, params=params, values=False)
             ),
             "trace with value summaries": timed(lambda: gradlab.trace(recorded, model=model)),
             "torchviz make_dot": timed(lambda: torchviz.make_dot(recorded, params=params)),
