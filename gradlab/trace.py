@@ -322,7 +322,7 @@ class _Names:
 
 
 class _Builder:
-    """Walks the graph once, collecting node facts and networkx's adjacency as it goes.
+    """Collects node facts and networkx's adjacency from one walk of the graph.
 
     The adjacency is built in networkx's own layout (see :func:`gradlab.graph.assemble`)
     and the summaries are made in one batch at the end.
@@ -343,38 +343,24 @@ class _Builder:
         self.roots: list[str] = []
 
     def walk(self, starts: Sequence[Node]) -> list[Node]:
-        """Add every autograd Node reachable from ``starts``, in :func:`walk`'s order.
+        """Add every autograd Node reachable from ``starts`` (see :func:`walk`).
 
-        A node's facts are read when it is discovered (so ids and the order of
-        ``G.nodes`` follow the discovery order) and its in-edges when it is popped.
         Returns the live nodes in id order.
         """
-        ids, succ, pred, add = self.ids, self.succ, self.pred, self._add_op
-        stack: list[Node] = []
-        for fn in starts:
-            if fn not in ids:
-                n = ids[fn] = f"fn{len(ids)}"
-                succ[n], pred[n] = {}, {}
-                add(fn, n)
-                stack.append(fn)
-        while stack:
-            fn = stack.pop()
-            n = ids[fn]
-            into = pred[n]
-            for slot, (child, output) in enumerate(fn.next_functions):
-                if child is None:
-                    continue
-                c = ids.get(child)
-                if c is None:
-                    c = ids[child] = f"fn{len(ids)}"
-                    succ[c], pred[c] = {}, {}
-                    add(child, c)
-                    stack.append(child)
-                keys = into.get(c)
-                if keys is None:
-                    keys = into[c] = succ[c][n] = {}
-                keys[slot] = {"kind": "flow", "slot": slot, "output": output}
-        return list(ids)  # in discovery order
+        fns, edges = walk(starts)
+        ids = [f"fn{i}" for i in range(len(fns))]
+        succ, pred, add = self.succ, self.pred, self._add_op
+        self.ids.update(zip(fns, ids, strict=True))
+        for fn, n in zip(fns, ids, strict=True):
+            succ[n], pred[n] = {}, {}
+            add(fn, n)
+        for c, p, slot, output in edges:
+            u, v = ids[c], ids[p]
+            keys = pred[v].get(u)
+            if keys is None:
+                keys = pred[v][u] = succ[u][v] = {}
+            keys[slot] = {"kind": "flow", "slot": slot, "output": output}
+        return fns
 
     def _add_op(self, fn: Node, n: str) -> None:
         """The facts of one op node (a tight path: this runs once per autograd Node)."""
