@@ -104,7 +104,7 @@ class _Plan:
 
     fns: list[Node]
     nodes: list[NodeAttrs]  # per live node
-    sent: list[list[tuple[int, EdgeAttrs, int]]]  # per live node: (input slot, in-edge, leaf)
+    sent: list[list[tuple[int, EdgeAttrs]]]  # per live node: (input slot, in-edge)
     leaves: dict[int, tuple[EdgeAttrs, NodeAttrs]]  # AccumulateGrad: leaf edge, leaf node
     fresh: set[int]  # AccumulateGrad whose leaf has no .grad yet: .grad will be what arrives
     output: tuple[NodeAttrs, EdgeAttrs]  # the root's output node and its in-edge
@@ -148,9 +148,7 @@ def _align(root: torch.Tensor, G: Graph) -> _Plan:
                 "from another run?). Trace again: G = gradlab.trace(root)."
             )
         nodes.append(attrs)
-    leaves, fresh, inputs = {}, set(), [0] * len(fns)
-    for child, _, _, _ in edges:
-        inputs[child] += 1
+    leaves, fresh = {}, set()
     for i, fn in enumerate(fns):
         if type(fn).__name__ == "AccumulateGrad":
             (leaf,) = G._pred[ids[i]]
@@ -158,15 +156,10 @@ def _align(root: torch.Tensor, G: Graph) -> _Plan:
             variable = fn.variable
             if variable.grad is None and not variable._post_accumulate_grad_hooks:
                 fresh.add(i)
-                if inputs[i] == 1 and not variable._backward_hooks:
-                    inputs[i] = -1  # the one gradient sent to it becomes .grad as it is
-    # per live node: (input slot, in-edge, the AccumulateGrad whose .grad equals what is
-    # sent down that slot or -1): one summary does for both, the same bits
-    sent: list[list[tuple[int, EdgeAttrs, int]]] = [[] for _ in fns]
+    sent: list[list[tuple[int, EdgeAttrs]]] = [[] for _ in fns]
     try:
         for child, parent, slot, _ in edges:
-            edge = succ[ids[child]][ids[parent]][slot]
-            sent[parent].append((slot, edge, child if inputs[child] == -1 else -1))
+            sent[parent].append((slot, succ[ids[child]][ids[parent]][slot]))
     except KeyError:
         raise TraceError(
             "The graph given lacks an edge of this tensor's autograd graph (was it edited?). "
@@ -212,11 +205,8 @@ def _write(plan: _Plan, calls: list[_Call], seed: torch.Tensor, histograms: bool
             node["output_grads"] = per_output
             tensors += arrived
             places += [(per_output, k) for k in range(len(arrived))]
-        for slot, edge, leaf_grad in plan.sent[i]:
-            if leaf_grad >= 0:  # a fresh leaf's .grad: what was sent, or its copy
-                tensors.append(plan.fns[leaf_grad].variable.grad)
-            else:
-                tensors.append(sent[slot] if slot < len(sent) else None)
+        for slot, edge in plan.sent[i]:
+            tensors.append(sent[slot] if slot < len(sent) else None)
             places.append((edge, "grad"))
         if i in plan.leaves:  # AccumulateGrad: the leaf edge carries what arrived
             edge, leaf = plan.leaves[i]

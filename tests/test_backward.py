@@ -118,10 +118,12 @@ def test_the_hooks_are_gone_after_an_error() -> None:
     assert calls == [1]
 
 
-@pytest.mark.parametrize("case", ["fresh", "accumulated", "leaf hook", "used twice"])
+@pytest.mark.parametrize(
+    "case", ["fresh", "accumulated", "leaf hook", "node prehook", "used twice"]
+)
 def test_edges_into_leaves_carry_what_the_consumer_sent(case: str) -> None:
-    # An edge into a fresh leaf's AccumulateGrad takes its summary from .grad (the same
-    # bits); a leaf hook, an earlier .grad or a second consumer each make them differ.
+    # What an edge into an AccumulateGrad carries can differ from the .grad it makes:
+    # a tensor hook, a prehook on the node, an earlier .grad or a second consumer.
     torch.manual_seed(0)
     w = torch.randn(3, 3, requires_grad=True)
     b = torch.randn(3, requires_grad=True)
@@ -130,6 +132,9 @@ def test_edges_into_leaves_carry_what_the_consumer_sent(case: str) -> None:
         w.grad, b.grad = torch.ones_like(w), torch.ones_like(b)
     if case == "leaf hook":
         w.register_hook(lambda g: g * 10)
+    if case == "node prehook":
+        accumulate = w.view_as(w).grad_fn.next_functions[0][0]  # type: ignore[union-attr]
+        accumulate.register_prehook(lambda grads: (grads[0] * 10,))
     h = torch.addmm(b, x, w.t())
     loss = (h @ w).sum() if case == "used twice" else h.sum()
     G = gradlab.trace(loss, params={"w": w, "b": b})
@@ -158,3 +163,5 @@ def test_edges_into_leaves_carry_what_the_consumer_sent(case: str) -> None:
     assert checked == (3 if case == "used twice" else 2)
     leaf = next(n for n in G if G.nodes[n].get("name") == "w")
     assert G.nodes[leaf]["grad"]["norm"] == pytest.approx(float(w.grad.double().norm()))
+    if case in ("leaf hook", "node prehook"):  # the hook took effect on .grad, not the edge
+        assert torch.allclose(w.grad, sent["TBackward0", 0] * 10)
