@@ -293,9 +293,9 @@ class _Names:
     def _add_parameters(self, model: torch.nn.Module) -> None:
         """The names ``model.named_parameters()`` gives, from a plain walk of ``_modules``.
 
-        On a 2,000-module model it takes a third of the time of the generator chain
-        behind ``named_parameters``. Modules are visited in the same order (each
-        shared one once), so a shared parameter gets the same, first, name.
+        On a 2,000-module model it takes about two thirds of the time of the
+        generator chain behind ``named_parameters``. Modules are visited in the same
+        order (each shared one once), so a shared parameter gets the same, first, name.
         """
         seen: set[int] = set()
         stack: list[tuple[str, torch.nn.Module]] = [("", model)]
