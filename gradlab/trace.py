@@ -395,12 +395,16 @@ class _Builder:
             # kept (the same tensor), which a tensor reads faster than node metadata.
             entry: _Entry | None = kept
             t = kept.value
+            try:
+                shape = list(t.shape)
+            except RuntimeError as exc:
+                raise _unshaped(t.is_nested, f"the output of {op}", exc) from None
             attrs = {
                 "kind": "op",
                 "op": op,
                 "label": op,
                 "outputs": 1,
-                "shape": list(t.shape),
+                "shape": shape,
                 "dtype": dtype_name(t.dtype),
                 "device": _device_name(t.device),
                 "seq": fn._sequence_nr(),
@@ -429,12 +433,16 @@ class _Builder:
         n = f"leaf{len(self.leaf_of)}"
         self.leaf_of[id(t)] = n
         name = self.names.leaves.get(id(t))
+        try:
+            shape = list(t.shape)
+        except RuntimeError as exc:
+            raise _unshaped(t.is_nested, "a leaf", exc) from None
         attrs: NodeAttrs = {
             "kind": "leaf",
             "label": name or "leaf",
             "name": name,
             "requires_grad": t.requires_grad,
-            "shape": list(t.shape),
+            "shape": shape,
             "dtype": dtype_name(t.dtype),
             "device": _device_name(t.device),
         }
@@ -530,12 +538,16 @@ def _op_facts(fn: Node, op: str) -> NodeAttrs:
     if not meta:
         return {"kind": "op", "op": op, "label": op, "outputs": 0}
     m = meta[0]
+    try:
+        shape = list(m.shape)
+    except RuntimeError as exc:
+        raise _unshaped(m.is_nested_tensor, f"the output of {op}", exc) from None
     return {
         "kind": "op",
         "op": op,
         "label": op,
         "outputs": len(meta),
-        "shape": list(m.shape),
+        "shape": shape,
         "dtype": dtype_name(m.dtype),
         "device": _device_name(m.device),
     }
@@ -547,4 +559,19 @@ def _device_name(device: torch.device) -> str:
 
 
 def _tensor_facts(t: torch.Tensor) -> NodeAttrs:
-    return {"shape": list(t.shape), "dtype": dtype_name(t.dtype), "device": _device_name(t.device)}
+    try:
+        shape = list(t.shape)
+    except RuntimeError as exc:
+        raise _unshaped(t.is_nested, "a tensor given", exc) from None
+    return {"shape": shape, "dtype": dtype_name(t.dtype), "device": _device_name(t.device)}
+
+
+def _unshaped(nested: bool, where: str, exc: RuntimeError) -> Exception:
+    """The error for a tensor without one shape: a clear one for a nested tensor."""
+    if not nested:
+        return exc
+    return TraceError(
+        f"The graph holds a nested tensor ({where}), which has no single shape, and "
+        "GradLab traces tensors of one shape each. Trace a computation without "
+        "torch.nested, or start the graph after it: nt.values().detach().requires_grad_()."
+    )

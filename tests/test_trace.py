@@ -1,6 +1,8 @@
 """trace(): literal graphs, ids, names, saved tensors, depth, errors."""
 
+import contextlib
 import threading
+import warnings
 
 import pytest
 import torch
@@ -168,3 +170,19 @@ def test_the_same_root_twice_is_one_output() -> None:
     G = gradlab.trace(y, y)
     assert G.graph["roots"] == ["out0", "out0"]
     assert sum(1 for _, k in G.nodes(data="kind") if k == "output") == 1
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_nested_tensor_in_the_graph_gets_a_clear_error(recorded: bool) -> None:
+    a, b = torch.randn(2, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+    recording = gradlab.record() if recorded else contextlib.nullcontext()
+    with warnings.catch_warnings(), recording:
+        warnings.simplefilter("ignore")  # the nested tensor API is a prototype
+        values = (torch.nested.as_nested_tensor([a, b]) * 2).values()
+    with pytest.raises(TraceError, match=r"nested tensor \(the output of MulBackward0\)"):
+        gradlab.trace(values.sum())
+    # started after the nested ops, as the message says, the rest traces
+    start = values.detach().requires_grad_()
+    G = gradlab.trace((start**2).sum(), params={"v": start})
+    assert [G.nodes[n]["op"] for n in gradlab.op_nodes(G)][:2] == ["SumBackward0", "PowBackward0"]
+    assert G.nodes["leaf0"]["shape"] == [18]
