@@ -13,3 +13,12 @@ class TraceError(GradLabError, ValueError):
 
 class ExportError(GradLabError):
     """A graph cannot be written to the requested file."""
+
+
+def nested_tensor_error(where: str) -> TraceError:
+    """The error for a nested tensor (``where``: what holds it), which has no single shape."""
+    return TraceError(
+        f"The graph holds a nested tensor ({where}), which has no single shape, and "
+        "GradLab traces tensors of one shape each. Trace a computation without "
+        "torch.nested, or start the graph after it: nt.values().detach().requires_grad_()."
+    )

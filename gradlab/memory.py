@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gradlab.backward import backward
-from gradlab.errors import GradLabError
+from gradlab.errors import GradLabError, nested_tensor_error
 from gradlab.graph import Graph
 from gradlab.record import record
 from gradlab.summary import dtype_name
@@ -222,6 +222,8 @@ def saved_tensors(inputs: Sequence[torch.Tensor] = ()) -> Iterator[SavedLog]:
     held = {_storage(t, -1)[0] for t in inputs}
 
     def pack(t: torch.Tensor) -> _Packed:
+        if t.is_nested:  # no single shape or storage to account for
+            raise nested_tensor_error("a tensor saved for backward")
         number = len(log._facts)
         key, size = _storage(t, number)
         base = t._base if t._base is not None else t

@@ -17,7 +17,7 @@ import networkx as nx
 import torch
 
 from gradlab._gc import paused_gc
-from gradlab.errors import TraceError
+from gradlab.errors import TraceError, nested_tensor_error
 from gradlab.graph import Arg, EdgeAttrs, Graph, NodeAttrs
 from gradlab.record import RECORD_KEY, _Entry
 from gradlab.summary import dtype_name, summarize_many
@@ -568,10 +568,4 @@ def _tensor_facts(t: torch.Tensor) -> NodeAttrs:
 
 def _unshaped(nested: bool, where: str, exc: RuntimeError) -> Exception:
     """The error for a tensor without one shape: a clear one for a nested tensor."""
-    if not nested:
-        return exc
-    return TraceError(
-        f"The graph holds a nested tensor ({where}), which has no single shape, and "
-        "GradLab traces tensors of one shape each. Trace a computation without "
-        "torch.nested, or start the graph after it: nt.values().detach().requires_grad_()."
-    )
+    return nested_tensor_error(where) if nested else exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import warnings
 import weakref
 
 import pytest
@@ -166,3 +167,19 @@ class _TupleModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.fc(x), x
+
+
+def test_a_model_with_nested_tensors_gets_a_clear_error() -> None:
+    class Nested(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            parts = torch.nested.as_nested_tensor([self.lin(x), self.lin(x[:1])])
+            return (parts * 2).values()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the nested tensor API is a prototype
+        with pytest.raises(GradLabError, match=r"nested tensor \(a tensor saved for backward\)"):
+            inspect_model(Nested(), (torch.randn(2, 3),))
