@@ -6,13 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gradlab-installed
-PORT ?= 8501
+PORT ?=  # empty: 8501, or what Streamlit's own configuration says
 
 .PHONY: app test install
 
 app: install
 	@scripts/system-deps.sh dot
-	$(BIN)/gradlab app --port $(PORT)
+	$(BIN)/gradlab app $(if $(PORT),--port $(PORT))
 
 test: install
 	@scripts/system-deps.sh --require dot chromium
