@@ -13,6 +13,15 @@ tensor the recorder copies the recorded values that share its storage (copy on
 write). A recorded value is therefore the value the op produced, whatever
 happens afterwards; :func:`recorded_value` also checks the version counter and
 returns ``None`` rather than a value that was changed outside the recorder.
+
+Any ``TorchDispatchMode`` makes PyTorch's C++ ``reshape`` take ``view`` where a
+plain run takes ``_reshape_alias`` (it treats every tensor as a subclass while a
+mode is on), so the graph would hold ``ViewBackward0`` where PyTorch builds
+``ReshapeAliasBackward0`` (``matmul`` of batched, transposed operands does
+this in every attention layer). While some thread records, ``reshape`` has a
+kernel of its own at the autograd keys: in a recording thread it runs PyTorch's
+composite with the Python key excluded, which is exactly the plain run's
+choice, and keeps the outputs itself; elsewhere it runs the composite as is.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
 
 # Key of what the recorder keeps in grad_fn.metadata: the _Entry of output 0 when that
 # is the only output kept (almost every node), else {output_nr: _Entry}.
@@ -141,8 +150,9 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         elif len(self.pending) >= self.FLUSH_EVERY:
             self.flush()
         out = func(*args, **kwargs) if kwargs else func(*args)
-        modules = self.modules
-        self.pending.append((out, modules[-1] if modules else None, bool(written)))
+        if _grad_enabled():  # with grad mode off autograd attaches no grad_fn
+            modules = self.modules
+            self.pending.append((out, modules[-1] if modules else None, bool(written)))
         return out
 
     def flush(self) -> None:
@@ -155,7 +165,11 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         with torch._C._SetExcludeDispatchKeyGuard(torch._C.DispatchKey.ADInplaceOrView, False):
             for out, module, wrote in pending:
                 for t in (out,) if isinstance(out, torch.Tensor) else _tensors(out):
-                    if t.grad_fn is None:
+                    try:
+                        fn = t.grad_fn
+                    except RuntimeError:  # a view whose history PyTorch refuses to rebuild
+                        continue
+                    if fn is None:
                         continue
                     self._keep(t, module)
                     if wrote and t._is_view() and t._base is not None:
@@ -166,9 +180,14 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         fn = t.grad_fn
         if fn is None:
             return
+        self._attach(fn, t.output_nr, t, module)
+
+    def _attach(
+        self, fn: Any, nr: int, t: torch.Tensor, module: tuple[torch.nn.Module, str] | None
+    ) -> None:
+        """Keep ``t`` (detached) as the value of output ``nr`` of ``fn``."""
         metadata = cast("dict[str, Any]", fn.metadata)
         kept = metadata.get(RECORD_KEY)
-        nr = t.output_nr
         if kept is not None and (nr == 0 if type(kept) is _Entry else nr in kept):
             return  # kept already
         path, kind = (module[1], type(module[0]).__name__) if module else (None, None)
@@ -205,6 +224,46 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                             self.recording.copies += 1
 
 
+_grad_enabled = torch.is_grad_enabled
+_RESHAPE = torch.ops.aten.reshape.default
+_COMPOSITE = torch._C.DispatchKey.CompositeImplicitAutograd
+_PYTHON_KEY = torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
+_current_mode = _get_current_dispatch_mode
+
+
+def _reshape(self: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """``aten::reshape`` at the autograd keys while some thread records (module docstring)."""
+    recorder = getattr(_local, "recorder", None)
+    if (
+        recorder is None
+        or torch._C._len_torch_dispatch_stack() != 1
+        or _current_mode() is not recorder
+    ):  # not recording here (or inside the handler), or another mode is on: as PyTorch does
+        return _RESHAPE._op_dk(_COMPOSITE, self, shape)  # type: ignore[no-any-return]
+    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEY):
+        out: torch.Tensor = _RESHAPE._op_dk(_COMPOSITE, self, shape)
+    if _grad_enabled() and out.grad_fn is not None:
+        modules = recorder.modules
+        module = modules[-1] if modules else None
+        recorder.flush()
+        recorder._keep(out, module)
+        fn = out.grad_fn
+        if type(fn).__name__ == "UnsafeViewBackward0":  # no view possible: a contiguous copy
+            copy, nr = fn.next_functions[0]
+            if copy is not None and type(copy).__name__ == "CloneBackward0":
+                with torch.no_grad(), torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEY):
+                    recorder._attach(copy, nr, out.view(self.shape), module)
+    return out
+
+
+def _reshape_kernels() -> torch.library.Library:
+    """Give ``aten::reshape`` the kernel :func:`_reshape` at the CPU and CUDA autograd keys."""
+    library = torch.library.Library("aten", "IMPL")
+    for key in ("AutogradCPU", "AutogradCUDA"):
+        library.impl("reshape", _reshape, key)
+    return library
+
+
 def _written_arguments(func: Any) -> list[tuple[int, str]]:
     """Positions and names of the arguments an op writes to (in place or ``out=``)."""
     return [
@@ -239,8 +298,18 @@ def _module_path(recording: Recording, module: torch.nn.Module) -> str:
         # Called through a container that is never called itself (a ModuleList:
         # "layers.3"), so look deeper; a module the caller does not own at all is
         # named by its class.
-        name = _descendant_name(recording, parent, module) or type(module).__name__
+        name = _descendant_name(recording, parent, module) or _foreign_name(module)
     return f"{parent_path}.{name}" if parent_path else name
+
+
+#: Ends the path segment of a module that the module running it does not own: one
+#: made during ``forward`` (``nn.CrossEntropyLoss()(logits, labels)``) or passed in.
+#: No attribute has such a name, so ``get_submodule`` is never sent to a wrong module.
+FOREIGN = "@forward"
+
+
+def _foreign_name(module: torch.nn.Module) -> str:
+    return type(module).__name__ + FOREIGN
 
 
 def _descendant_name(
@@ -279,6 +348,7 @@ def _acquire_module_hooks() -> None:
 
             _hooks.append(nn_module.register_module_forward_pre_hook(_enter_module))
             _hooks.append(nn_module.register_module_forward_hook(_leave_module, always_call=True))
+            _hooks.append(_reshape_kernels())
         _hook_users += 1
 
 
@@ -288,5 +358,8 @@ def _release_module_hooks() -> None:
         _hook_users -= 1
         if _hook_users == 0:
             for handle in _hooks:
-                handle.remove()
+                if isinstance(handle, torch.library.Library):
+                    handle._destroy()
+                else:
+                    handle.remove()
             _hooks.clear()

@@ -96,7 +96,8 @@ def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list
     for (dtype, size), members in groups.items():
         n = size.numel()
         for chunk in _chunks(members, n):
-            x = torch.stack([tensors[j] for j in chunk]).view(len(chunk), n)
+            # reshape, not view: stacking keeps a channels-last or other layout of the inputs
+            x = torch.stack([tensors[j] for j in chunk]).reshape(len(chunk), n)
             if dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # their squares overflow at 65504
             # separate amin and amax outrun aminmax along rows on the CPU

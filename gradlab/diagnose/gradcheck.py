@@ -73,28 +73,42 @@ def _leaf(
     f: Callable[[], torch.Tensor], name: str, t: torch.Tensor, analytic: torch.Tensor,
     node: str | None, samples: int, seed: int,
 ) -> Agreement:  # fmt: skip
-    flat = t.detach().view(-1)
-    picks = sorted({round(i * (flat.numel() - 1) / max(samples - 1, 1)) for i in range(samples)})
+    # Elements by their index, not through a flat view: a channels-last, transposed or
+    # otherwise strided parameter has no flat view, and a copy would not be perturbed.
+    values = t.detach()
+    numel = values.numel()
+    picks = sorted({round(i * (numel - 1) / max(samples - 1, 1)) for i in range(samples)})
     worst, at_a, at_n = 0.0, 0.0, 0.0
-    for i in picks[: flat.numel()]:
-        numeric = _difference(f, flat, i, seed)
-        a = float(analytic.view(-1)[i])
+    for i in picks[:numel]:
+        numeric = _difference(f, values, _unravel(i, values.shape), seed)
+        a = float(analytic[_unravel(i, analytic.shape)])
         error = abs(a - numeric) / (ATOL + RTOL * abs(numeric))
         if error > worst or i == picks[0]:
             worst, at_a, at_n = max(worst, error), a, numeric
     return Agreement(name, node, len(picks), worst, at_a, at_n)
 
 
-def _difference(f: Callable[[], torch.Tensor], flat: torch.Tensor, i: int, seed: int) -> float:
+def _unravel(i: int, shape: torch.Size) -> tuple[int, ...]:
+    """The index of the ``i``-th element in row-major order."""
+    index: list[int] = []
+    for size in reversed(shape):
+        i, r = divmod(i, size)
+        index.append(r)
+    return tuple(reversed(index))
+
+
+def _difference(
+    f: Callable[[], torch.Tensor], t: torch.Tensor, i: tuple[int, ...], seed: int
+) -> float:
     values = []
     with torch.no_grad():
-        original = float(flat[i])
+        original = float(t[i])
         for sign in (1.0, -1.0):
-            flat[i] = original + sign * EPS
+            t[i] = original + sign * EPS
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 values.append(float(f()))
-        flat[i] = original
+        t[i] = original
     return (values[0] - values[1]) / (2 * EPS)
 
 
