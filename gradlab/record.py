@@ -233,11 +233,11 @@ _current_mode = _get_current_dispatch_mode
 
 def _reshape(self: torch.Tensor, shape: list[int]) -> torch.Tensor:
     """``aten::reshape`` at the autograd keys while some thread records (module docstring)."""
-    recorder = getattr(_local, "recorder", None)
+    recorder: _Recorder | None = getattr(_local, "recorder", None)
     if (
         recorder is None
         or torch._C._len_torch_dispatch_stack() != 1
-        or _current_mode() is not recorder
+        or id(_current_mode()) != id(recorder)
     ):  # not recording here (or inside the handler), or another mode is on: as PyTorch does
         return _RESHAPE._op_dk(_COMPOSITE, self, shape)  # type: ignore[no-any-return]
     with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEY):
@@ -258,9 +258,9 @@ def _reshape(self: torch.Tensor, shape: list[int]) -> torch.Tensor:
 
 def _reshape_kernels() -> torch.library.Library:
     """Give ``aten::reshape`` the kernel :func:`_reshape` at the CPU and CUDA autograd keys."""
-    library = torch.library.Library("aten", "IMPL")
+    library = torch.library.Library("aten", "IMPL")  # type: ignore[no-untyped-call]
     for key in ("AutogradCPU", "AutogradCUDA"):
-        library.impl("reshape", _reshape, key)
+        library.impl("reshape", _reshape, key)  # type: ignore[no-untyped-call]
     return library
 
 
@@ -359,7 +359,7 @@ def _release_module_hooks() -> None:
         if _hook_users == 0:
             for handle in _hooks:
                 if isinstance(handle, torch.library.Library):
-                    handle._destroy()
+                    handle._destroy()  # type: ignore[no-untyped-call]
                 else:
                     handle.remove()
             _hooks.clear()
