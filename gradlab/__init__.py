@@ -9,6 +9,7 @@ from gradlab.record import Recording, record
 from gradlab.render.dot import to_dot
 from gradlab.summary import summarize, summarize_many
 from gradlab.trace import trace
+from gradlab.viewer import show
 
 __all__ = [
     "EdgeAttrs",
@@ -26,6 +27,7 @@ __all__ = [
     "op_nodes",
     "record",
     "save",
+    "show",
     "summarize",
     "summarize_many",
     "to_dot",

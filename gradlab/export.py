@@ -8,6 +8,7 @@ suffix     what is written
 ``.png``   the same, as an image
 ``.json``  networkx node-link JSON (``nx.node_link_graph`` reads it)
 ``.graphml`` GraphML (``nx.read_graphml`` reads it)
+``.html``  the interactive viewer in one self-contained offline page
 =========  ==========================================================
 
 JSON keeps every attribute as it is (NaN and Infinity written the way
@@ -32,7 +33,7 @@ from gradlab.errors import ExportError
 from gradlab.graph import Graph
 from gradlab.render.dot import to_dot
 
-FORMATS = ("dot", "svg", "png", "json", "graphml")
+FORMATS = ("dot", "svg", "png", "json", "graphml", "html")
 _JSON_KEYS = "gradlab_json"
 
 
@@ -73,6 +74,10 @@ def render(G: Graph, fmt: str, *, clusters: bool = False) -> bytes:
         return json.dumps(nx.node_link_data(G, edges="edges"), indent=1).encode()
     if fmt == "graphml":
         return _graphml(G)
+    if fmt == "html":
+        from gradlab.viewer import page, payload
+
+        return page(payload(G)).encode()
     raise ExportError(f"Unknown format '{fmt}'. Use one of: {', '.join(FORMATS)}.")
 
 

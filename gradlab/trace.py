@@ -29,7 +29,7 @@ _FREED = "saved tensors were freed"
 
 def trace(
     *roots: torch.Tensor,
-    params: Mapping[str, torch.Tensor] | None = None,
+    params: Mapping[str, torch.Tensor | torch.nn.Module] | None = None,
     model: torch.nn.Module | None = None,
     show_saved: bool = False,
     values: bool = True,
@@ -45,7 +45,8 @@ def trace(
     params
         Names for tensors: parameters, inputs or intermediate results
         (``{"x": x, "y": y}``). A leaf gets the name of its tensor; an op node
-        the name of the tensor it produced.
+        the name of the tensor it produced. A module names its parameters
+        after it: ``{"linear": nn.Linear(2, 1)}`` names ``linear.weight``.
     model
         A module whose ``named_parameters()`` name the leaves
         (``"0.weight"``).
@@ -271,7 +272,9 @@ class _Names:
     """Names for tensors, from ``params`` and ``model`` (the first name of a tensor wins)."""
 
     def __init__(
-        self, params: Mapping[str, torch.Tensor] | None, model: torch.nn.Module | None
+        self,
+        params: Mapping[str, torch.Tensor | torch.nn.Module] | None,
+        model: torch.nn.Module | None,
     ) -> None:
         self.leaves: dict[int, str] = {}
         self.outputs: dict[tuple[Node, int], str] = {}
@@ -282,6 +285,9 @@ class _Names:
             self._add_parameters(model)
         for name, t in self._keep:
             self._add(name, t)
+        for name, m in (params or {}).items():
+            if isinstance(m, torch.nn.Module):
+                self._add_parameters(m, name + ".")
 
     def _add(self, name: str, t: torch.Tensor) -> None:
         fn = t.grad_fn
@@ -290,7 +296,7 @@ class _Names:
         else:
             self.outputs.setdefault((fn, t.output_nr), name)
 
-    def _add_parameters(self, model: torch.nn.Module) -> None:
+    def _add_parameters(self, model: torch.nn.Module, prefix: str = "") -> None:
         """The names ``model.named_parameters()`` gives, from a plain walk of ``_modules``.
 
         On a 2,000-module model it takes about two thirds of the time of the
@@ -298,7 +304,7 @@ class _Names:
         order (each shared one once), so a shared parameter gets the same, first, name.
         """
         seen: set[int] = set()
-        stack: list[tuple[str, torch.nn.Module]] = [("", model)]
+        stack: list[tuple[str, torch.nn.Module]] = [(prefix, model)]
         while stack:
             prefix, module = stack.pop()
             if id(module) in seen:

@@ -15,6 +15,7 @@ EPILOG = """examples:
   gradlab export -o x2.svg --expr "x = torch.tensor([2., 3.], requires_grad=True)
   (x ** 2).sum().backward()"
   gradlab export --preset lenet -o lenet.json
+  gradlab export --preset lenet -o lenet.html  # the interactive viewer, works offline
   gradlab export --preset mlp --param depth=100 -o mlp.graphml
   gradlab export model.py:loss -o loss.png     # loss() returns a tensor or (model, tensor)
 """
@@ -24,7 +25,7 @@ def add_parser(commands: Any) -> None:
     """Register ``gradlab export``."""
     parser = commands.add_parser(
         "export",
-        help="write a backward graph to .dot/.svg/.png/.json/.graphml",
+        help="write a backward graph to .dot/.svg/.png/.json/.graphml/.html",
         description="Trace a program, a preset model or your own function and write its "
         "backward graph, with values and gradients, to a file chosen by suffix.",
         epilog=EPILOG,
