@@ -1,28 +1,28 @@
-"""Trusted mode: run model code a person pasted, in a separate process with limits.
+"""Trusted mode: run model code a person pasted, in a sandboxed worker.
 
 Pasted ``nn.Module`` code is real Python, so it runs only when the person
 who started the server asked for it (``gradlab app --trusted``, or the
 environment variable ``GRADLAB_TRUSTED=1``) *and* the server listens on this
 machine only (127.0.0.1, ::1 or localhost): nobody else can reach the code box.
 
-The code runs in a fresh ``python`` process (it imports torch: about 2-3 s),
-in a session of its own so the whole process group can be killed, with
-
-* a time limit, enforced by a timer in this process (a kill, whatever the
-  code does) and backed by a CPU-time limit in the child;
-* a memory limit: ``RLIMIT_AS`` in the child, set after torch is imported, at
-  that footprint plus the budget;
-* its stdout and stderr captured to files.
+It runs like every program, in a forked child of the warm worker
+(:mod:`gradlab.program.worker`) inside the operating system's sandbox
+(:mod:`gradlab.program.sandbox`), loosened only where model code needs it:
+it may read files anywhere and load compiled extension modules; it may still
+not write, create or remove a file, start a process, or reach the network.
+Its limits are its CPU time and memory (:class:`Limits`); what it prints is
+kept (up to 20,000 characters a stream).
 
 The code must define ``model`` (an ``nn.Module``) and ``x`` (the input batch:
 a tensor, or a tuple of tensors passed as ``model(*x)``), and may define
 ``loss``, a function from the model's output to a scalar (default: the sum of
-the output). See :data:`EXAMPLE`. The child runs
-:func:`gradlab.memory.inspect_model` and sends back facts only (the pickled
-:class:`~gradlab.memory.ModelRun`: graph, saved tensors, parameter table).
-Errors come back as a message naming the line of the pasted code.
+the output). See :data:`EXAMPLE`. The worker runs
+:func:`gradlab.memory.inspect_model` and sends back facts only (the
+:class:`~gradlab.memory.ModelRun`: graph, saved tensors, parameter table, as
+JSON; nothing is unpickled). Errors come back as a message naming the line
+of the pasted code.
 
-With ``task="diagnose"`` (the Debugger page) the child runs
+With ``task="diagnose"`` (the Debugger page) the worker runs
 :func:`gradlab.diagnose.examine` on the same model, batch and loss instead,
 and sends back its :class:`~gradlab.diagnose.Report` (findings and graph,
 facts only).
@@ -30,20 +30,12 @@ facts only).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
-import pickle
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -55,6 +47,7 @@ from gradlab.memory import ModelRun, inspect_model
 
 if TYPE_CHECKING:
     from gradlab.diagnose import Report
+    from gradlab.program.pool import Job, Outcome
 
 #: The name pasted code runs under; tracebacks show it.
 FILENAME = "<model code>"
@@ -153,9 +146,16 @@ def how_to_enable(address: str | None) -> str:
 
 
 def start(
-    code: str, *, address: str | None, limits: Limits | None = None, task: Task = "inspect"
+    code: str,
+    *,
+    address: str | None,
+    limits: Limits | None = None,
+    task: Task = "inspect",
+    session: str = "",
 ) -> TrustedRun:
-    """Start running pasted ``code`` in a child process; refused unless trusted mode is on."""
+    """Start running pasted ``code`` in a sandboxed worker; refused unless trusted mode is on."""
+    from gradlab.program import pool, sandbox
+
     if not trusted_enabled(address):
         raise GradLabError(how_to_enable(address))
     if len(code) > MAX_CODE_CHARS:
@@ -163,24 +163,12 @@ def start(
             f"The code has {len(code):,} characters; the limit is {MAX_CODE_CHARS:,}."
         )
     limits = limits or Limits()
-    folder = tempfile.TemporaryDirectory(prefix="gradlab-trusted-")
-    path = Path(folder.name)
-    (path / "code.py").write_text(code)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",  # one core each: a classroom server has few
-        "MALLOC_ARENA_MAX": "2",  # glibc reserves address space per arena
-    }
-    env.pop(TRUSTED_ENV, None)
-    with (path / "stdout.txt").open("wb") as out, (path / "stderr.txt").open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from gradlab.trusted import child_main; child_main()",
-             folder.name, str(limits.seconds), str(limits.memory_mb), task],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-            start_new_session=True,  # its own process group: a kill takes its children too
-        )  # fmt: skip
-    return TrustedRun(process, folder, limits)
+    job = pool.shared().submit(
+        "trusted", {"code": code, "memory_mb": limits.memory_mb, "task": task},
+        session=session, mode="trusted",
+        limits=sandbox.Limits(cpu_seconds=limits.seconds, memory_mb=limits.memory_mb),
+    )  # fmt: skip
+    return TrustedRun(job, limits)
 
 
 def run_code(
@@ -191,103 +179,71 @@ def run_code(
 
 
 class TrustedRun:
-    """A running child: poll :meth:`done`, stop it with :meth:`cancel`, read :meth:`result`."""
+    """A run of pasted code: poll :meth:`done`, stop it with :meth:`cancel`, read :meth:`result`."""
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        folder: tempfile.TemporaryDirectory[str],
-        limits: Limits,
-    ) -> None:
+    def __init__(self, job: Job, limits: Limits) -> None:
         self.limits = limits
-        self._process = process
-        self._folder = folder
-        self._started = time.monotonic()
-        self._ended: float | None = None
-        self._stopped: Literal["timeout", "cancelled"] | None = None
-        self._lock = threading.Lock()
+        self._job = job
+        self._created = time.monotonic()
         self._result: TrustedResult | None = None
-        # The timer kills the child at the limit even if nobody polls (a closed tab).
-        self._timer = threading.Timer(limits.seconds, self._kill, args=("timeout",))
-        self._timer.daemon = True
-        self._timer.start()
 
     def done(self) -> bool:
-        """Whether the child has finished, failed or been killed."""
-        return self._process.poll() is not None
+        """Whether the run has finished, failed or been stopped."""
+        return self._job.done()
+
+    def ahead(self) -> int:
+        """Runs that will start before this one (0 once it runs)."""
+        return self._job.ahead()
 
     def elapsed(self) -> float:
-        """Seconds since the start (until the end once finished)."""
-        end = self._ended if self._ended is not None else time.monotonic()
-        return end - self._started
+        """Seconds since it started running (0 while it waits for its turn)."""
+        outcome = self._job.result(0) if self._job.done() else None
+        if outcome is not None and outcome.seconds is not None:
+            return outcome.seconds
+        started = self._job.started
+        return 0.0 if started is None else time.monotonic() - started
 
     def cancel(self) -> None:
-        """Kill the child now (the app's kill button)."""
-        self._kill("cancelled")
+        """Stop the run now (the app's kill button)."""
+        self._job.cancel()
 
     def result(self, timeout: float | None = None) -> TrustedResult:
         """Wait for the end (at most ``timeout`` s: ``TimeoutError``) and read what came back."""
-        with self._lock:
-            if self._result is not None:
-                return self._result
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise TimeoutError(f"The run is still going after {timeout} s.") from exc
-        with self._lock:
-            if self._result is None:
-                self._timer.cancel()
-                self._ended = self._ended or time.monotonic()
-                self._result = self._read()
-                self._folder.cleanup()
-            return self._result
+        if self._result is None:
+            self._result = _result(self._job.result(timeout), self.limits)
+        return self._result
 
-    def _kill(self, reason: Literal["timeout", "cancelled"]) -> None:
-        with self._lock:
-            if self._process.poll() is not None:
-                return
-            self._stopped = reason
-            self._ended = time.monotonic()
-            with contextlib.suppress(ProcessLookupError):  # it ended just now
-                os.killpg(self._process.pid, signal.SIGKILL)
 
-    def _read(self) -> TrustedResult:
-        path = Path(self._folder.name)
-        stdout, stderr = _tail(path / "stdout.txt"), _tail(path / "stderr.txt")
-        seconds = round(self.elapsed(), 2)
-        if self._stopped == "timeout":
-            message = (
-                f"Stopped after {self.limits.seconds:g} s, the time limit: the code did not "
-                "finish (an endless loop, or too much work for one batch?)."
-            )
-            return TrustedResult("timeout", None, message, None, stdout, stderr, seconds)
-        if self._stopped == "cancelled":
-            message = f"Stopped with the kill button after {seconds:g} s."
-            return TrustedResult("cancelled", None, message, None, stdout, stderr, seconds)
-        reply = _load(path / "result.pkl")
-        if reply is None:
-            code = self._process.returncode
-            how = f"signal {-code}" if code < 0 else f"exit status {code}"
-            message = (
-                f"The model process died ({how}) without a result. It may have run out of "
-                f"its memory limit ({self.limits.memory_mb} MiB) or called exit()."
-            )
-            return TrustedResult("crashed", None, message, None, stdout, stderr, seconds)
-        return TrustedResult(
-            reply.status,
-            reply.run,
-            reply.message,
-            reply.line,
-            stdout,
-            stderr,
-            seconds,
-            reply.report,
+def _result(outcome: Outcome, limits: Limits) -> TrustedResult:
+    seconds = round(outcome.seconds or 0.0, 2)
+    out, err = outcome.stdout, outcome.stderr
+    if outcome.status == "timeout":
+        message = (
+            f"Stopped after {limits.seconds:g} s of CPU time, the limit: the code did not "
+            "finish (an endless loop, or too much work for one batch?)."
         )
+        return TrustedResult("timeout", None, message, None, out, err, seconds)
+    if outcome.status == "cancelled":
+        message = f"Stopped with the kill button after {seconds:g} s."
+        return TrustedResult("cancelled", None, message, None, out, err, seconds)
+    if outcome.status == "memory":
+        return TrustedResult("memory", None, _memory_message(limits.memory_mb), None, out, err,
+                             seconds)  # fmt: skip
+    reply = outcome.value
+    if not outcome.ok or not isinstance(reply, Reply):
+        detail = f" ({outcome.message})" if outcome.message else ""
+        message = (
+            f"The model process died without a result{detail}. It may have run out of its "
+            f"memory limit ({limits.memory_mb} MiB) or called exit()."
+        )
+        return TrustedResult("crashed", None, message, None, out, err, seconds)
+    return TrustedResult(reply.status, reply.run, reply.message, reply.line, out, err, seconds,
+                         reply.report)  # fmt: skip
 
 
 @dataclass(frozen=True)
-class _Reply:
-    """What the child writes back."""
+class Reply:
+    """What the worker sends back: facts only."""
 
     status: Status
     run: ModelRun | None = None
@@ -296,47 +252,16 @@ class _Reply:
     report: Report | None = None
 
 
-def child_main() -> None:
-    """Entry point of the child process: argv is (folder, seconds, memory MiB[, task])."""
-    folder, seconds, memory_mb = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-    task: Task = "diagnose" if sys.argv[4:5] == ["diagnose"] else "inspect"
-    torch.set_num_threads(1)
-    _limit_resources(seconds, memory_mb)
-    code = (folder / "code.py").read_text()
-    reply = _execute(code, memory_mb, task)
-    data = pickle.dumps(reply)
-    (folder / "result.tmp").write_bytes(data)
-    (folder / "result.tmp").rename(folder / "result.pkl")  # whole or absent
+def execute(code: str, memory_mb: int, task: Task = "inspect") -> Reply:
+    """Run pasted ``code`` here (in a worker) and make the facts of its model."""
+    return _execute(code, memory_mb, task)
 
 
-def _limit_resources(seconds: float, memory_mb: int) -> None:
-    import resource
-
-    grace = int(seconds) + 5  # the parent's timer acts first; this is a backstop
-    resource.setrlimit(resource.RLIMIT_CPU, (grace, grace + 1))
-    size = _address_space()
-    if size is not None:
-        limit = size + memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _address_space() -> int | None:
-    """Bytes of virtual memory this process maps now (Linux), else None."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _execute(code: str, memory_mb: int, task: Task = "inspect") -> _Reply:
+def _execute(code: str, memory_mb: int, task: Task = "inspect") -> Reply:
     try:
         compiled = compile(code, FILENAME, "exec")
     except SyntaxError as exc:
-        return _Reply("error", message=_syntax_message(exc, code), line=exc.lineno)
+        return Reply("error", message=_syntax_message(exc, code), line=exc.lineno)
     namespace: dict[str, object] = {"__name__": "__gradlab_model__"}
     stage = ""
     try:
@@ -344,17 +269,17 @@ def _execute(code: str, memory_mb: int, task: Task = "inspect") -> _Reply:
         model, inputs, loss = _contract(namespace)
         stage = "model(x), the loss or backward failed: "
         if task == "diagnose":
-            return _Reply("ok", report=_diagnose(model, inputs, loss))
+            return Reply("ok", report=_diagnose(model, inputs, loss))
         run = inspect_model(model, inputs, loss)
     except MemoryError:
-        return _Reply("memory", message=_memory_message(memory_mb))
+        return Reply("memory", message=_memory_message(memory_mb))
     except GradLabError as exc:
-        return _Reply("error", message=str(exc), line=_user_line(exc))
+        return Reply("error", message=str(exc), line=_user_line(exc))
     except BaseException as exc:  # the code's own errors, SystemExit included
         if _out_of_memory(exc):
-            return _Reply("memory", message=_memory_message(memory_mb), line=_user_line(exc))
-        return _Reply("error", message=_error_message(exc, code, stage), line=_user_line(exc))
-    return _Reply("ok", run=run)
+            return Reply("memory", message=_memory_message(memory_mb), line=_user_line(exc))
+        return Reply("error", message=_error_message(exc, code, stage), line=_user_line(exc))
+    return Reply("ok", run=run)
 
 
 def _diagnose(
@@ -436,22 +361,3 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def _memory_message(memory_mb: int) -> str:
     return f"The code ran out of memory: the limit is {memory_mb} MiB."
-
-
-def _tail(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    text = data[-MAX_OUTPUT_CHARS * 4 :].decode(errors="replace")
-    if len(text) > MAX_OUTPUT_CHARS or len(data) > MAX_OUTPUT_CHARS * 4:
-        return "…" + text[-MAX_OUTPUT_CHARS:]
-    return text
-
-
-def _load(path: Path) -> _Reply | None:
-    try:
-        reply = pickle.loads(path.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        return None
-    return reply if isinstance(reply, _Reply) else None
