@@ -21,6 +21,7 @@ from gradlab.diagnose import gallery as cases
 from gradlab.errors import GradLabError
 
 from graph_view import show_graph
+from isolated import diagnose_program
 from node_details import show_node
 from trusted_code import code_box, run_code
 
@@ -52,12 +53,6 @@ def diagnose_case(name: str, gradcheck: bool) -> Report:
 def diagnose_preset(name: str, gradcheck: bool) -> Report:
     """A preset's report, with its default settings."""
     return examine(presets.get(name).build(), gradcheck=gradcheck, graph=True)
-
-
-@st.cache_data(max_entries=64, show_spinner="Running and diagnosing the program…")
-def diagnose_program(source: str) -> Report:
-    """A typed program's report: it runs in the safe interpreter."""
-    return examine(source, graph=True)
 
 
 def first_visit() -> None:

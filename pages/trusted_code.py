@@ -1,11 +1,11 @@
 """Pasted nn.Module code in trusted mode: the code box and its runner. Not a page.
 
 Pages import it as ``from trusted_code import code_box, run_code``. The code
-runs in a child process (:mod:`gradlab.trusted`) with a time and a memory
-limit; while it runs the page stays usable and offers a Kill button. Widget
-and state keys start with the page's ``key``: ``{key}.code``, ``{key}.run``,
-``{key}.kill``, ``{key}.seconds``, ``{key}.memory``, and the running job and its
-result in ``{key}.job`` and ``{key}.result``.
+runs in a sandboxed worker (:mod:`gradlab.trusted`) with a CPU-time and a
+memory limit; while it waits or runs the page stays usable and offers a Kill
+button. Widget and state keys start with the page's ``key``: ``{key}.code``,
+``{key}.run``, ``{key}.kill``, ``{key}.seconds``, ``{key}.memory``, and the
+running job and its result in ``{key}.job`` and ``{key}.result``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import streamlit as st
 
 from gradlab import trusted
 from gradlab.errors import GradLabError
+
+from isolated import session_id
 
 LABEL = (
     "Your model code: define `model` (an nn.Module) and `x` (the input batch); "
@@ -48,7 +50,7 @@ def run_code(
 ) -> trusted.TrustedResult | None:
     """Limits, Run, Kill while it runs, and how the last run ended (``None`` before one)."""
     seconds_column, memory_column, run_column = st.columns([1, 1, 1], vertical_alignment="bottom")
-    seconds = seconds_column.number_input("Time limit (s)", 1, 600, 30, key=f"{key}.seconds")
+    seconds = seconds_column.number_input("CPU time limit (s)", 1, 600, 30, key=f"{key}.seconds")
     memory = memory_column.number_input("Memory limit (MiB)", 256, 65536, 2048, key=f"{key}.memory")
     busy = f"{key}.job" in st.session_state
     if run_column.button("Run", type="primary", key=f"{key}.run", disabled=busy, width="stretch"):
@@ -59,7 +61,7 @@ def run_code(
         _watch(key)
     result: trusted.TrustedResult | None = st.session_state.get(f"{key}.result")
     if result is None:
-        st.caption("Press Run: the code runs in a separate process, with these limits.")
+        st.caption("Press Run: the code runs in a sandboxed process, with these limits.")
         return None
     _outcome(result, done)
     return result
@@ -70,7 +72,7 @@ def _start(code: str, key: str, task: trusted.Task, limits: trusted.Limits) -> N
     address = st.get_option("server.address")
     try:
         st.session_state[f"{key}.job"] = trusted.start(
-            code, address=address, limits=limits, task=task
+            code, address=address, limits=limits, task=task, session=session_id()
         )
     except GradLabError as exc:
         st.error(str(exc))
@@ -90,7 +92,11 @@ def _watch(key: str) -> None:
         st.session_state[f"{key}.result"] = job.result()
         del st.session_state[f"{key}.job"]
         st.rerun()
-    st.info(f"Running your code… {job.elapsed():.0f} s (limit {job.limits.seconds:g} s)")
+    ahead = job.ahead()
+    if ahead:
+        st.info(f"Waiting for a free worker: {ahead} ahead of you…", icon="⏳")
+    else:
+        st.info(f"Running your code… {job.elapsed():.0f} s (limit {job.limits.seconds:g} s)")
 
 
 def _outcome(result: trusted.TrustedResult, done: str) -> None:

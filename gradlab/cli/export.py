@@ -79,9 +79,9 @@ def _graph(args: argparse.Namespace) -> Graph:
 
 def program_graph(source: str, needs_backward: bool = False) -> Graph:
     """The graph of a tensor program; a program error or an empty graph is a GradLabError."""
-    from gradlab.program import run_program
+    from gradlab.program.pool import run_program
 
-    result = run_program(source)
+    result = run_program(source, here=True)  # in a sandboxed worker, like in the app
     if result.error is not None:
         raise GradLabError(result.error.describe())
     if result.graph is None:
