@@ -168,7 +168,7 @@ def _details(G: Graph, n: str, attrs: NodeAttrs) -> list[list[str]]:
         facts.append(f"backward step {step + 1}")
     if attrs.get("kind") == "module":
         facts.append(f"{attrs.get('count', 0)} nodes, {attrs.get('ops', 0)} ops inside")
-    out = [["Node", "\n".join(facts)]]
+    out = [["Node", " · ".join(facts)]]
     if attrs.get("value") is not None:
         out.append(["Value", describe(attrs["value"])])
     if attrs.get("grad") is not None:

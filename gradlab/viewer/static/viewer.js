@@ -321,7 +321,7 @@
     c.style.display = "";
     var n = this.nodes[this.selected], known = this.gradShown(this.selected);
     var head = el("div", "glv-card-head");
-    head.appendChild(el("h3", null, n.lines[0]));
+    head.appendChild(el("h3", null, n.kind === "op" && n.name ? n.label + " → " + n.name : n.label));
     head.appendChild(button("×", "Close the card", function () { self.select(null); self.refocus(); }));
     c.appendChild(head);
     (n.details || []).forEach(function (pair) {
@@ -339,8 +339,9 @@
       if (!known && n.card) c.appendChild(el("p", "glv-hidden", "Shown once this node's gradient is known."));
       else c.appendChild(el(n.card ? "pre" : "p", n.card ? "glv-chain" : "glv-hidden", n.card || n.nocard));
     }
-    // the card sits beside the graph; bring it into the side panel's view
-    if (c.scrollIntoView && this.side.scrollHeight > this.side.clientHeight) c.scrollIntoView({ block: "nearest" });
+    // the card sits beside the graph: scroll the side panel (never the page) to its top
+    var top = c.getBoundingClientRect().top - this.side.getBoundingClientRect().top;
+    if (top < 0 || top > this.side.clientHeight - 80) this.side.scrollTop += top - 8;
   };
 
   // -- drawing ------------------------------------------------------------------------------
