@@ -22,15 +22,18 @@ graph comes back equal to the one saved.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 import graphviz
 import networkx as nx
+from networkx.readwrite.graphml import GraphMLReader
 
 from gradlab.errors import ExportError
-from gradlab.graph import Graph
+from gradlab.graph import Graph, check_graph
 from gradlab.render.dot import to_dot
 
 FORMATS = ("dot", "svg", "png", "json", "graphml", "html")
@@ -82,19 +85,161 @@ def render(G: Graph, fmt: str, *, clusters: bool = False) -> bytes:
 
 
 def load(path: str | Path) -> Graph:
-    """Read a graph written by :func:`save` as ``.json`` or ``.graphml``."""
+    """Read a graph written by :func:`save` as ``.json`` or ``.graphml``.
+
+    The file is untrusted: one bigger than :data:`MAX_LOAD_BYTES`, damaged,
+    nested too deeply, GraphML with a DTD or entities (refused before they
+    are parsed), or data that is not a GradLab graph (checked against the
+    declared attributes: :func:`gradlab.graph.check_graph`) raises an
+    :class:`~gradlab.errors.ExportError` whose message is one line.
+    """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("json", "graphml"):
+        raise ExportError(
+            f"Cannot read '{path.name}': only .json and .graphml files can be loaded."
+        )
+    raw = _read_limited(path)
     try:
-        if fmt == "json":
-            data = json.loads(path.read_text())
-            G: Graph = nx.node_link_graph(data, edges="edges")
-            return G
-        if fmt == "graphml":
-            return _decode(nx.read_graphml(path, force_multigraph=True))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ExportError(f"Cannot read '{path}': {exc}") from exc
-    raise ExportError(f"Cannot read '{path.name}': only .json and .graphml files can be loaded.")
+        G = _from_json(raw) if fmt == "json" else _from_graphml(raw)
+        check_graph(G)
+        return G
+    except _Unloadable as exc:
+        reason = str(exc)
+    except RecursionError:
+        reason = "it is nested too deeply"
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, nx.NetworkXError) as exc:
+        reason = f"it is not a graph saved by GradLab ({exc})"
+    except SyntaxError as exc:  # xml.etree's ParseError
+        reason = f"it is not valid XML ({exc})"
+    reason = " ".join(reason.split())
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    raise ExportError(f"Cannot read '{path}': {reason}.")
+
+
+#: The largest file :func:`load` reads (a 1,000-layer MLP with its values is 10 MB as JSON).
+MAX_LOAD_BYTES = 64 * 1024 * 1024
+_MAX_XML_DEPTH = 32  # GradLab's GraphML is 4 elements deep
+
+
+class _Unloadable(Exception):
+    """Why a file cannot be loaded, in words for a person."""
+
+
+def _read_limited(path: Path) -> bytes:
+    limit_mb = MAX_LOAD_BYTES // (1024 * 1024)
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            raw = b"" if size > MAX_LOAD_BYTES else file.read(MAX_LOAD_BYTES + 1)
+    except OSError as exc:
+        raise ExportError(f"Cannot read '{path}': {exc.strerror or exc}.") from exc
+    if size > MAX_LOAD_BYTES or len(raw) > MAX_LOAD_BYTES:
+        shown = f" ({size / 1024 / 1024:.0f} MB)" if size > MAX_LOAD_BYTES else ""
+        raise ExportError(
+            f"Cannot read '{path}': it is bigger than the {limit_mb} MB GradLab loads{shown}."
+        )
+    return raw
+
+
+def _from_json(raw: bytes) -> Graph:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _Unloadable(f"it is not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise _Unloadable("it is not text (UTF-8 JSON)") from exc
+    except ValueError as exc:  # a number of thousands of digits
+        raise _Unloadable(f"it holds a value Python will not read ({exc})") from exc
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("nodes"), list)
+        and isinstance(data.get("edges"), list)
+    ):
+        raise _Unloadable("it is not a graph saved by GradLab (no 'nodes' and 'edges' lists)")
+    if data.get("directed") is not True or data.get("multigraph") is not True:
+        raise _Unloadable("it is not a GradLab graph (GradLab saves directed multigraphs)")
+    if not isinstance(data.get("graph", {}), dict):
+        raise _Unloadable("its 'graph' attributes are not an object")
+    ids = set()
+    for node in data["nodes"]:
+        if not isinstance(node, dict) or not isinstance(node.get("id"), str):
+            raise _Unloadable(f"a node {_short(node)} has no string 'id'")
+        ids.add(node["id"])
+    for edge in data["edges"]:
+        if not isinstance(edge, dict) or not all(
+            isinstance(edge.get(end), str) and edge[end] in ids for end in ("source", "target")
+        ):
+            ends = (
+                (_short(edge.get("source"), 30), _short(edge.get("target"), 30))
+                if isinstance(edge, dict)
+                else (_short(edge), "?")
+            )
+            raise _Unloadable(f"an edge from {ends[0]} to {ends[1]} does not join two of its nodes")
+        if type(edge.get("key")) is not int:
+            raise _Unloadable(f"an edge {_short(edge)} has no integer 'key'")
+    G: Graph = nx.node_link_graph(data, edges="edges")
+    return G
+
+
+def _from_graphml(raw: bytes) -> Graph:
+    _refuse_dtd(raw)
+    reader = GraphMLReader(node_type=str, edge_key_type=int, force_multigraph=True)
+    graphs = list(reader(string=raw))
+    if not graphs:
+        raise _Unloadable("it holds no GraphML graph")
+    G = graphs[0]
+    if not G.is_directed():
+        raise _Unloadable("it is not a GradLab graph (GradLab saves directed graphs)")
+    keys = G.graph.get(_JSON_KEYS, '{"node": [], "edge": [], "graph": []}')
+    listed = json.loads(keys) if isinstance(keys, str) else None
+    if not (
+        isinstance(listed, dict)
+        and all(
+            isinstance(listed.get(part), list) and all(isinstance(k, str) for k in listed[part])
+            for part in ("node", "edge", "graph")
+        )
+    ):
+        raise _Unloadable(f"its '{_JSON_KEYS}' attribute is not the list GradLab writes")
+    return _decode(G)
+
+
+def _refuse_dtd(raw: bytes) -> None:
+    """Parse once with expat, refusing a DTD (entities, external references) before it is
+    read and nesting deeper than GradLab writes; malformed XML is reported here too.
+    """
+    parser = expat.ParserCreate()
+    depth = [0]
+
+    def doctype(*_: object) -> None:
+        raise _Unloadable("it declares a DTD (<!DOCTYPE>), which GradLab does not read")
+
+    def start(*_: object) -> None:
+        depth[0] += 1
+        if depth[0] > _MAX_XML_DEPTH:
+            raise _Unloadable(f"its XML is nested more than {_MAX_XML_DEPTH} deep")
+
+    def end(*_: object) -> None:
+        depth[0] -= 1
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = doctype
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    try:
+        parser.Parse(raw, True)
+    except expat.ExpatError as exc:
+        raise _Unloadable(
+            f"it is not valid XML ({expat.errors.messages[exc.code]}, "
+            f"line {exc.lineno}, column {exc.offset})"
+        ) from exc
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def dot_available() -> bool:

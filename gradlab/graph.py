@@ -39,6 +39,9 @@ Graph attributes
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from typing import Literal, TypeAlias, TypedDict
 
 import networkx as nx
@@ -204,3 +207,196 @@ def edge_dicts(G: Graph) -> dict[tuple[str, str, int], EdgeAttrs]:
         for v, keys in targets.items()
         for key, attrs in keys.items()
     }
+
+
+#: How deep a loaded graph's nested lists may go (a tensor has at most 64 dimensions).
+MAX_NESTING = 66
+
+
+def check_graph(G: Graph) -> None:
+    """Check that ``G`` is a GradLab graph as declared above; a ``ValueError`` names the
+    first node, edge or attribute that is not.
+
+    For graphs read from files (:func:`gradlab.load`): string node ids, a ``kind`` and
+    a ``label`` on every node, integer edge keys, and every declared attribute of
+    its declared type (summaries complete, kinds among the known ones). Attributes
+    that are not declared are left as they are.
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> x = torch.ones(2, requires_grad=True)
+    >>> check_graph(gradlab.trace((x * 3).sum()))
+    >>> G = gradlab.trace((x * 3).sum()); G.nodes["fn0"]["step"] = "first"
+    >>> check_graph(G)
+    Traceback (most recent call last):
+    ...
+    ValueError: node 'fn0': its 'step' is 'first', not int | None
+    """
+    for n, attrs in G.nodes(data=True):
+        if not isinstance(n, str):
+            raise ValueError(f"node id {_short(n)} is not a string")
+        for key in ("kind", "label"):
+            if key not in attrs:
+                raise ValueError(f"node {_short(n)} has no '{key}'")
+        _check_attrs(attrs, "node", f"node {_short(n)}")
+    for u, v, key, attrs in G.edges(keys=True, data=True):
+        where = f"edge {_short(u)} -> {_short(v)}"
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise ValueError(f"{where}: its key {_short(key)} is not an integer")
+        _check_attrs(attrs, "edge", where)
+    roots = G.graph.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r in G for r in roots):
+        raise ValueError(f"the graph's 'roots' {_short(roots)} are not ids of its nodes")
+    types = G.graph.get("module_types", {})
+    if not isinstance(types, dict) or not all(
+        isinstance(k, str) and isinstance(t, str) for k, t in types.items()
+    ):
+        raise ValueError("the graph's 'module_types' is not a table of names")
+
+
+@functools.cache
+def _declared() -> dict[str, dict[str, object]]:
+    """The declared attribute types, the recursive aliases as markers."""
+    local = {"NestedFloats": _NestedFloats, "Arg": _Arg, "TensorSummary": TensorSummary}
+    return {
+        "node": typing.get_type_hints(NodeAttrs, localns=local),
+        "edge": typing.get_type_hints(EdgeAttrs, localns=local),
+        "summary": typing.get_type_hints(TensorSummary, localns=local),
+    }
+
+
+class _NestedFloats:
+    """Marker for :data:`NestedFloats`: a number or nested lists of numbers."""
+
+
+class _Arg:
+    """Marker for :data:`Arg`: a scalar, a string or nested lists of them."""
+
+
+def _check_attrs(attrs: dict[str, object], kind: str, where: str) -> None:
+    hints, checks = _declared()[kind], _checks(kind)
+    for key, value in attrs.items():
+        check = checks.get(key)
+        if check is None or check(value, 0):
+            continue
+        hint = hints[key]
+        summaries = [h for h in typing.get_args(hint) or (hint,) if typing.is_typeddict(h)]
+        if isinstance(value, dict) and summaries:
+            fields = _declared()["summary"]
+            missing = [f for f in fields if f not in value]
+            if missing:
+                raise ValueError(f"{where}: its '{key}' summary has no {', '.join(missing)}")
+            bad = next(f for f, h in fields.items() if not _matches(value[f], h, 1))
+            raise ValueError(
+                f"{where}: its '{key}' summary has '{bad}' {_short(value[bad])}, "
+                f"not {_hint_name(fields[bad])}"
+            )
+        if isinstance(value, list) and typing.get_origin(hint) is list:
+            item = typing.get_args(hint)[0]
+            bad_item = next(v for v in value if not _matches(v, item, 1))
+            raise ValueError(
+                f"{where}: its '{key}' holds {_short(bad_item)}, not {_hint_name(item)}"
+            )
+        raise ValueError(f"{where}: its '{key}' is {_short(value)}, not {_hint_name(hint)}")
+
+
+def _matches(value: object, hint: object, depth: int) -> bool:
+    return _checker(hint)(value, depth)
+
+
+@functools.cache
+def _checks(kind: str) -> dict[str, _Check]:
+    return {key: _checker(hint) for key, hint in _declared()[kind].items()}
+
+
+_Check: TypeAlias = "typing.Callable[[object, int], bool]"
+
+
+@functools.cache
+def _checker(hint: object) -> _Check:
+    """A function telling whether a value (at a nesting depth) is of the declared type."""
+
+    def deeper(depth: int) -> int:
+        if depth >= MAX_NESTING:
+            raise ValueError(f"a value is nested more than {MAX_NESTING} deep")
+        return depth + 1
+
+    if hint is _NestedFloats or hint is _Arg:
+        # exact types: what JSON and tolist() give (bool is a number here, as in tolist())
+        scalars = {int, float, bool} if hint is _NestedFloats else {int, float, bool, str}
+
+        def nested(value: object, depth: int) -> bool:
+            if type(value) is not list:
+                return type(value) in scalars
+            if all(type(v) in scalars for v in value):
+                return True
+            d = deeper(depth)
+            return all(nested(v, d) for v in value)
+
+        return nested
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return lambda value, depth: isinstance(value, str) and value in args
+    if origin is typing.Union or origin is types.UnionType:
+        options = [_checker(h) for h in args if h is not type(None)]
+        if len(options) == 1 and len(args) == 2:  # X | None, most declared attributes
+            (only,) = options
+            return lambda value, depth: value is None or only(value, depth)
+        options = [_checker(h) for h in args]
+        return lambda value, depth: any(check(value, depth) for check in options)
+    if origin is list:
+        item = _checker(args[0])
+
+        def listed(value: object, depth: int) -> bool:
+            d = deeper(depth)
+            return isinstance(value, list) and all(item(v, d) for v in value)
+
+        return listed
+    if origin is dict:
+        entry = _checker(args[1])
+
+        def table(value: object, depth: int) -> bool:
+            d = deeper(depth)
+            return isinstance(value, dict) and all(
+                isinstance(k, str) and entry(v, d) for k, v in value.items()
+            )
+
+        return table
+    if typing.is_typeddict(hint):
+        fields = [(k, _checker(h)) for k, h in _declared()["summary"].items()]
+
+        def summary(value: object, depth: int) -> bool:
+            if not isinstance(value, dict):
+                return False
+            d = deeper(depth)
+            return all(k in value and check(value[k], d) for k, check in fields)
+
+        return summary
+    if hint is type(None):
+        return lambda value, depth: value is None
+    if hint is float:
+        return lambda value, depth: type(value) is float or type(value) is int
+    if hint is int:
+        return lambda value, depth: type(value) is int
+    if isinstance(hint, type):
+        kind = hint
+        return lambda value, depth: isinstance(value, kind)
+    raise TypeError(f"no check for the declared type {hint!r}")
+
+
+def _hint_name(hint: object) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if isinstance(hint, type):
+        return {"_NestedFloats": "numbers", "_Arg": "a saved argument"}.get(
+            hint.__name__, hint.__name__
+        )
+    return (
+        str(hint).replace("typing.", "").replace("gradlab.graph.", "").replace("NoneType", "None")
+    )
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
