@@ -44,8 +44,13 @@ def load_callable(spec: str) -> Callable[[], object]:
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         spec_.loader.exec_module(module)
+    except SyntaxError as exc:
+        line = f", line {exc.lineno}" if exc.lineno else ""
+        raise GradLabError(f"{path}{line}: SyntaxError: {exc.msg}") from exc
+    except SystemExit as exc:
+        raise GradLabError(f"Importing {path} called sys.exit({exc.code!r}).") from exc
     except Exception as exc:
-        raise GradLabError(f"Importing {path} failed: {_last_line(exc)}") from exc
+        raise GradLabError(f"Importing {path} failed{_line_in(exc, path)}: {_last_line(exc)}") from exc
     finally:
         sys.path.pop(0)
     func = getattr(module, name, None)
@@ -64,8 +69,11 @@ def run_target(spec: str) -> Target:
     try:
         with record():
             result = func()
+    except SystemExit as exc:
+        raise GradLabError(f"{spec} called sys.exit({exc.code!r}).") from exc
     except Exception as exc:
-        raise GradLabError(f"{spec} raised {_last_line(exc)}") from exc
+        where = _line_in(exc, Path(spec.rpartition(":")[0]))
+        raise GradLabError(f"{spec} raised {_last_line(exc)}{where and ' (' + where[2:] + ')'}") from exc
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
         model, root = result
     else:
@@ -91,6 +99,16 @@ def trace_case(case: Case, *, run_backward: bool = True, show_saved: bool = Fals
     with record():
         loss = case.loss()
     return trace_target(Target(loss, case.model), run_backward=run_backward, show_saved=show_saved)
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    """``", line N"``: the last line of ``path`` in the traceback of ``exc`` ("" if none)."""
+    target = str(path.resolve())
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == target or frame.filename == str(path):
+            found = f", line {frame.lineno}"
+    return found
 
 
 def _last_line(exc: BaseException) -> str:

@@ -85,13 +85,23 @@ def _examine(args: argparse.Namespace) -> tuple[str, Report]:
         return f"preset {args.preset}", examine(built, gradcheck=args.gradcheck)
     if args.gradcheck:
         raise GradLabError("--gradcheck needs a model with its batch: use --preset or --gallery.")
-    if args.expr is not None:
-        return "the program", examine(args.expr)
+    if args.expr is not None:  # typed programs run in a sandboxed worker, like in the app
+        from gradlab.program.pool import diagnose_program
+
+        return "the program", diagnose_program(args.expr, here=True)
     func = load_callable(args.target)
     try:
-        return args.target, examine(func)
+        report = examine(func)
     except GradLabError as exc:
         raise GradLabError(f"{args.target}: {exc}") from exc
+    except SystemExit as exc:
+        raise GradLabError(f"{args.target} called sys.exit({exc.code!r}).") from exc
+    for f in report.findings:
+        if f.kind == "autograd_error" and f.cause == "unknown":
+            # Not an autograd mistake: the target itself could not run.
+            message = f.explanation.strip().splitlines()[0] if f.explanation.strip() else ""
+            raise GradLabError(f"{args.target} raised {f.where}: {message}".rstrip(": "))
+    return args.target, report
 
 
 def describe(label: str, findings: tuple[Finding, ...] | list[Finding]) -> str:

@@ -11,8 +11,10 @@ backward NaN check reads it.
 from __future__ import annotations
 
 import contextlib
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,6 +75,7 @@ def look_model(
                 else:
                     ev.loss = loss_fn(out, target) if target is not None else loss_fn(out)
         except Exception as exc:
+            _not_ours(exc)
             ev.error = exc
         ev.calls, ev.calls_complete = calls.calls, not calls.truncated
         ev.modules = watch_layers(ev.calls, model, ev.params)
@@ -102,9 +105,23 @@ def _backward(ev: Evidence, deep: bool) -> None:
             loss.backward(retain_graph=True)  # type: ignore[no-untyped-call]
         ev.backward_ran = True
     except Exception as exc:
+        _not_ours(exc)
         ev.error = exc
         if ev.graph is None and loss.grad_fn is not None:
             ev.graph = trace(loss, model=ev.model, histograms=True)
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _not_ours(exc: BaseException) -> None:
+    """Raise a failure of GradLab's own machinery as such, never as the user's error."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and frames[-1].filename.startswith(_PACKAGE) and not isinstance(exc, GradLabError):
+        raise GradLabError(
+            f"GradLab failed on this code (a bug in GradLab, not in the code): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
 
 
 def look_callable(func: Callable[[], object], *, deep: bool = False, seed: int = 0) -> Evidence:
@@ -118,6 +135,7 @@ def look_callable(func: Callable[[], object], *, deep: bool = False, seed: int =
             with record(), calls, modules, loop:
                 result = func()
         except Exception as exc:
+            _not_ours(exc)
             ev.error = exc
     ev.calls, ev.modules = calls.calls, modules.calls
     ev.calls_complete = not calls.truncated
@@ -135,7 +153,10 @@ def look_callable(func: Callable[[], object], *, deep: bool = False, seed: int =
             f"The function returned {type(ev.loss).__name__}; it must return the loss tensor "
             "or a (model, loss) pair."
         )
-    ev.params = dict(ev.model.named_parameters()) if ev.model is not None else _leaves(ev)
+    if ev.model is not None:
+        ev.params = dict(ev.model.named_parameters())
+    else:
+        ev.params = _leaves(ev, _replaced_unused(modules.replaced, ev.loss))
     ran = [c for c in calls.calls if c.name == "backward"]
     if any(c.args and c.args[0] is ev.loss for c in ran) or (ran and ev.loss.grad_fn is None):
         ev.backward_ran = True
@@ -167,13 +188,31 @@ def _graph_of_last(ev: Evidence) -> None:
             return
 
 
-def _leaves(ev: Evidence) -> dict[str, torch.Tensor]:
+def _replaced_unused(replaced: list[torch.Tensor], loss: torch.Tensor) -> set[int]:
+    """The ids of the parameters a module let go of (``head.weight = emb.weight`` ties
+    the head to the embedding) that the loss does not use: no longer part of a model."""
+    if not replaced:
+        return set()
+    from gradlab.trace import walk
+
+    used: set[int] = set()
+    if loss.grad_fn is not None:
+        fns, _ = walk([loss.grad_fn])
+        used = {id(fn.variable) for fn in fns if type(fn).__name__ == "AccumulateGrad"}
+    else:
+        used = {id(loss)}
+    return {id(p) for p in replaced if id(p) not in used}
+
+
+def _leaves(ev: Evidence, skip: set[int] | None = None) -> dict[str, torch.Tensor]:
     """Leaf tensors the code made with requires_grad=True, named by their place in the graph."""
     found: dict[int, torch.Tensor] = {}
     for call in ev.calls or []:
         for t in [*call.inputs(), *call.outputs()]:
             if isinstance(t, torch.Tensor) and t.is_leaf and t.requires_grad:
                 found.setdefault(id(t), t)
+    for i in skip or ():
+        found.pop(i, None)
     names: dict[str, torch.Tensor] = {}
     for i, t in enumerate(found.values()):
         node = ev.index.tensor(t)

@@ -201,6 +201,7 @@ class ModuleCall:
     grad_rms: float | None = None  # its root mean square
     # Activations the call took (from watch_layers), each with the gradient it got.
     inputs: list[Watched] = field(default_factory=list)
+    source: int = 0  # id of the first tensor it took: calls that share it are parallel branches
 
     def keep_grad(self, grad: torch.Tensor) -> None:
         """Tensor hook: keep the gradient arriving at the output (:func:`settle` sizes it)."""
@@ -249,6 +250,8 @@ class ModuleWatch:
 
     model: nn.Module | None = None
     calls: list[ModuleCall] = field(default_factory=list)
+    # Parameters a module let go of for another one (``head.weight = emb.weight``)
+    replaced: list[torch.Tensor] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._names = (
@@ -267,7 +270,7 @@ class ModuleWatch:
         _local.watch = self._outer
         _release_hooks()
 
-    def record(self, module: nn.Module, output: Any) -> None:
+    def record(self, module: nn.Module, output: Any, source: int = 0) -> None:
         """Keep one finished call of a layer (called by the global hook)."""
         layer = self._layers.get(module)
         if layer is None:
@@ -276,16 +279,24 @@ class ModuleWatch:
             return
         name = self._names.get(id(module), type(module).__name__)
         first = output if isinstance(output, torch.Tensor) else next(iter(tensors_in(output)), None)
-        call = ModuleCall(module, name, output, first)
+        call = ModuleCall(module, name, output, first, source=source)
         self.calls.append(call)
         if first is not None and first.requires_grad:
             first.register_hook(call.keep_grad)  # type: ignore[no-untyped-call]
 
 
+def _on_parameter(module: nn.Module, name: str, param: Any) -> None:
+    watch: ModuleWatch | None = getattr(_local, "watch", None)
+    old = module._parameters.get(name)
+    if watch is not None and old is not None and old is not param:
+        watch.replaced.append(old)
+
+
 def _on_module_done(module: nn.Module, args: Any, output: Any) -> None:
     watch: ModuleWatch | None = getattr(_local, "watch", None)
     if watch is not None:
-        watch.record(module, output)
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        watch.record(module, output, id(first) if first is not None else 0)
 
 
 def _acquire_hooks() -> None:
@@ -297,6 +308,7 @@ def _acquire_hooks() -> None:
             from torch.nn.modules import module as nn_module
 
             _hooks.append(nn_module.register_module_forward_hook(_on_module_done))
+            _hooks.append(nn_module.register_module_parameter_registration_hook(_on_parameter))
         _users += 1
 
 
@@ -356,7 +368,7 @@ def watch_layers(
             continue
         if modules is None:
             modules = dict(model.named_modules(remove_duplicate=False))
-        layer = ModuleCall(modules[name], name, out, out)
+        layer = ModuleCall(modules[name], name, out, out, source=id(activations[0]))
         for a in activations:
             if a.grad_fn is not None and id(a) not in watched:
                 watch = watched[id(a)] = Watched(a)

@@ -38,6 +38,7 @@ class Layer:
 
     name: str
     rms: float  # root mean square of dL/d(output)
+    source: int = 0  # layers with the same nonzero source took the same input (branches)
 
 
 def profile(ev: Evidence) -> list[Layer]:
@@ -46,13 +47,30 @@ def profile(ev: Evidence) -> list[Layer]:
     A layer called several times (a training loop) shows its last call's gradient.
     """
     settle(ev.modules)
-    last: dict[int, tuple[int, str, float]] = {}
+    last: dict[int, tuple[int, str, float, int]] = {}
     for i, call in enumerate(ev.modules):
         if call.grad_rms is None:
             continue
-        first = last.get(id(call.module), (i, "", 0.0))[0]
-        last[id(call.module)] = (first, call.name, call.grad_rms)
-    return [Layer(name, rms) for _, name, rms in sorted(last.values())]
+        first = last.get(id(call.module), (i, "", 0.0, 0))[0]
+        last[id(call.module)] = (first, call.name, call.grad_rms, call.source)
+    return [Layer(name, rms, source) for _, name, rms, source in sorted(last.values())]
+
+
+def _first(layers: list[Layer]) -> Layer:
+    """The front of the depth: the layer with the largest gradient in the first quarter.
+
+    The gradient that reaches the front is carried by its strongest path. Branches
+    with a small gradient of their own (attention's query and key projections at
+    initialisation get one orders of magnitude below the rest, through a nearly
+    uniform softmax) do not stand for it: taken alone as the first layer, when the
+    layers before them are frozen, they would read as a vanishing gradient. A stack
+    that really vanishes shrinks layer after layer, and still shows it from the end
+    of its first quarter.
+    """
+    front = layers[: max(1, len(layers) // 4)]
+    if front[0].source:  # and every branch that reads the first layer's input
+        front += [layer for layer in layers[len(front) : -1] if layer.source == front[0].source]
+    return max(front, key=lambda layer: layer.rms)
 
 
 def _node(ev: Evidence, layer: Layer) -> str | None:
@@ -70,7 +88,7 @@ def find(ev: Evidence) -> list[Finding]:
     layers = profile(ev)
     if len(layers) < 3:
         return []
-    first, last = layers[0], layers[-1]
+    first, last = _first(layers), layers[-1]
     if not (math.isfinite(first.rms) and math.isfinite(last.rms)) or last.rms == 0:
         return []
     ratio = first.rms / last.rms
