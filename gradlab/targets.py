@@ -50,7 +50,8 @@ def load_callable(spec: str) -> Callable[[], object]:
     except SystemExit as exc:
         raise GradLabError(f"Importing {path} called sys.exit({exc.code!r}).") from exc
     except Exception as exc:
-        raise GradLabError(f"Importing {path} failed{_line_in(exc, path)}: {_last_line(exc)}") from exc
+        where = _line_in(exc, path)
+        raise GradLabError(f"Importing {path} failed{where}: {_last_line(exc)}") from exc
     finally:
         sys.path.pop(0)
     func = getattr(module, name, None)
@@ -72,8 +73,9 @@ def run_target(spec: str) -> Target:
     except SystemExit as exc:
         raise GradLabError(f"{spec} called sys.exit({exc.code!r}).") from exc
     except Exception as exc:
-        where = _line_in(exc, Path(spec.rpartition(":")[0]))
-        raise GradLabError(f"{spec} raised {_last_line(exc)}{where and ' (' + where[2:] + ')'}") from exc
+        line = _line_in(exc, Path(spec.rpartition(":")[0]))
+        where = f" ({line.removeprefix(', ')})" if line else ""
+        raise GradLabError(f"{spec} raised {_last_line(exc)}{where}") from exc
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
         model, root = result
     else:
