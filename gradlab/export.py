@@ -101,7 +101,20 @@ def load(path: str | Path) -> Graph:
         )
     raw = _read_limited(path)
     try:
-        G = _from_json(raw) if fmt == "json" else _from_graphml(raw)
+        return parse(raw, fmt)
+    except ValueError as exc:
+        raise ExportError(f"Cannot read '{path}': {exc}.") from None
+
+
+def parse(raw: bytes | str, fmt: str) -> Graph:
+    """The graph in ``raw``, the text of a ``.json`` or ``.graphml`` file from :func:`save`.
+
+    Checked as :func:`load` checks a file (but of any size); anything else
+    raises a ``ValueError`` whose message, one line, says what is wrong.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    try:
+        G = _from_json(data) if fmt == "json" else _from_graphml(data)
         check_graph(G)
         return G
     except _Unloadable as exc:
@@ -113,9 +126,7 @@ def load(path: str | Path) -> Graph:
     except SyntaxError as exc:  # xml.etree's ParseError
         reason = f"it is not valid XML ({exc})"
     reason = " ".join(reason.split())
-    if len(reason) > 300:
-        reason = reason[:297] + "..."
-    raise ExportError(f"Cannot read '{path}': {reason}.")
+    raise ValueError(reason if len(reason) <= 300 else reason[:297] + "...")
 
 
 #: The largest file :func:`load` reads (a 1,000-layer MLP with its values is 10 MB as JSON).
