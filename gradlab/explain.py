@@ -282,3 +282,82 @@ _RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Explanation]], ..
     (re.compile(r"expected target dtype to be Long"), _target_dtype),
     (re.compile(r"cannot register a hook on a tensor that doesn't require gradient"), _hook),
 )  # fmt: skip
+
+
+# -- showing a message ------------------------------------------------------------------
+
+# What Python says, and what GradLab's program runner says, about a name that is not there.
+_NO_ATTRIBUTE = (
+    re.compile(r"'(?P<type>\w+)' object has no attribute '(?P<name>\w+)'"),
+    re.compile(r"module '(?P<module>[\w.]+)' has no attribute '(?P<name>\w+)'"),
+    re.compile(r"the attribute '(?P<name>\w+)' of an? (?P<type>\w+) object"),
+    re.compile(r"'(?P<module>torch(?:\.\w+)*)\.(?P<name>\w+)' \(not on the list"),
+)
+_CODE_SPAN = re.compile(r"(`[^`]*`)")
+_DUNDER = re.compile(r"[\w.]*__\w+__[\w.]*")
+_MARKDOWN = re.compile(r"([\\*_\[\]<>#~$|])")
+
+
+def did_you_mean(message: str) -> str | None:
+    """The attribute a "has no attribute" message most likely meant, or ``None``.
+
+    Examples
+    --------
+    >>> did_you_mean("AttributeError: 'Tensor' object has no attribute 'sigmod'")
+    'sigmoid'
+    >>> did_you_mean("module 'torch' has no attribute 'tanhh'")
+    'tanh'
+    >>> did_you_mean("the attribute 'sigmod' of a Tensor object is not allowed in programs")
+    'sigmoid'
+    >>> did_you_mean("'torch.sigmod' (not on the list of what programs may use) is not allowed")
+    'sigmoid'
+    >>> did_you_mean("'Tensor' object has no attribute 'zzzz'") is None
+    True
+    """
+    import difflib
+
+    match = next((m for p in _NO_ATTRIBUTE if (m := p.search(message))), None)
+    if match is None:
+        return None
+    found = match.groupdict()
+    owner = _owner(found.get("type"), found.get("module"))
+    if owner is None:
+        return None
+    names = [n for n in dir(owner) if not n.startswith("_")]
+    close = difflib.get_close_matches(match["name"], names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _owner(type_name: str | None, module: str | None) -> object | None:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    if type_name is not None:
+        return {"Tensor": torch.Tensor, "Parameter": nn.Parameter, "Size": torch.Size}.get(
+            type_name
+        )
+    return {"torch": torch, "torch.nn": nn, "torch.nn.functional": F}.get(module or "")
+
+
+def as_markdown(message: str) -> str:
+    """A message as Markdown that shows it literally: names with ``__`` as code, no markup.
+
+    Examples
+    --------
+    >>> as_markdown("the attribute '__class__' is not allowed")
+    "the attribute '`__class__`' is not allowed"
+    >>> as_markdown("x * y costs $5 <b>")
+    'x \\\\* y costs \\\\$5 \\\\<b\\\\>'
+    >>> as_markdown("keep `a_b` as it is")
+    'keep `a_b` as it is'
+    """
+    parts = _CODE_SPAN.split(message)
+    for i in range(0, len(parts), 2):  # even parts are outside code spans
+        pieces = _DUNDER.split(parts[i])
+        dunders = _DUNDER.findall(parts[i])
+        text = _MARKDOWN.sub(r"\\\1", pieces[0])
+        for name, rest in zip(dunders, pieces[1:], strict=True):
+            text += f"`{name}`" + _MARKDOWN.sub(r"\\\1", rest)
+        parts[i] = text
+    return "".join(parts)

@@ -4,8 +4,9 @@ Load a broken case of the gallery, a preset model, type a tensor program, or
 paste your own ``nn.Module`` code (trusted mode only: it runs in a child
 process with limits, see :mod:`gradlab.trusted`);
 :func:`gradlab.diagnose.examine` lists the findings by severity and the nodes
-where each problem starts are outlined in red. Clicking a finding (or a node)
-selects its node, centres the graph on it and opens its details.
+where each problem starts are outlined in red. "Show on graph" (or a click on a
+finding or a node in the viewer) opens the node's card beside the graph and
+centres on it. The link keeps the mode: a case, a preset, a program or pasted code.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from gradlab import presets
 from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
 from gradlab.errors import GradLabError
+from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
 
 from graph_view import show_graph
 from isolated import diagnose_program
-from node_details import show_node
 from trusted_code import code_box, run_code
 
 SOURCE, CASE, PRESET, PROGRAM = "dbg.source", "dbg.case", "dbg.preset", "dbg.program"
@@ -56,15 +57,36 @@ def diagnose_preset(name: str, gradcheck: bool) -> Report:
 
 
 def first_visit() -> None:
-    """Seed the widgets, from the link when it names a case or a preset."""
+    """Seed the widgets from the link: a case, a preset, a program (``p``) or code (``code``)."""
     q = st.query_params
     st.session_state[SOURCE] = "gallery"
     st.session_state[CASE] = q.get("case") if q.get("case") in cases.BY_NAME else "detach"
     st.session_state[PRESET] = q.get("preset") if q.get("preset") in presets.PRESETS else "lenet"
     if q.get("preset") in presets.PRESETS and q.get("case") is None:
         st.session_state[SOURCE] = "preset"
-    st.session_state[PROGRAM] = START
+    program = unpack(q["p"]) if q.get("p") else None
+    st.session_state[PROGRAM] = program if program is not None else START
+    if program is not None or q.get("mode") == "program":
+        st.session_state[SOURCE] = "program"
+    code = unpack(q["code"]) if q.get("code") else None
+    if code is not None:
+        st.session_state["dbg.code"] = code  # shown, never run before a click on Run
+    if code is not None or q.get("mode") == "code":
+        st.session_state[SOURCE] = "code"
     st.session_state[NODE] = st.session_state[FOCUS] = None
+
+
+def link() -> dict[str, str]:
+    """The URL parameters of the mode shown, so that a reload or a shared link keeps it."""
+    source = st.session_state.get(SOURCE)
+    if source == "gallery":
+        return {"case": st.session_state[CASE]}
+    if source == "preset":
+        return {"preset": st.session_state[PRESET]}
+    text = st.session_state.get(PROGRAM if source == "program" else "dbg.code", "")
+    if len(text) > MAX_PROGRAM_CHARS:
+        return {"mode": str(source)}
+    return {"p" if source == "program" else "code": pack(text)}
 
 
 def forget_node() -> None:
@@ -154,10 +176,18 @@ def show_findings(findings: tuple[Finding, ...]) -> None:
             st.code(f.fix, language=language, wrap_lines=True)
             if f.nodes:
                 label = f"Show {f.nodes[0]} on the graph"
-                if st.button(label, key=f"dbg.show.{i}", icon=":material/my_location:"):
-                    st.session_state[NODE] = st.session_state[FOCUS] = f.nodes[0]
+                st.button(
+                    label, key=f"dbg.show.{i}", icon=":material/my_location:",
+                    on_click=show_on_graph, args=(f.nodes[0],),
+                )  # fmt: skip
             elif f.where:
                 st.caption(f"Not on the graph: {f.where}")
+
+
+def show_on_graph(n: str) -> None:
+    """Button callback: open node ``n``'s card and centre the graph on it (again, if asked)."""
+    st.session_state[NODE] = n
+    st.session_state[FOCUS] = (st.session_state.get(FOCUS) or 0) + 1  # a new request each click
 
 
 def show_profile(report: Report) -> None:
@@ -185,31 +215,24 @@ def show_steps(report: Report) -> None:
 
 
 def show_picture(report: Report) -> None:
-    """The graph with culprits in red, the clicked or chosen node's details."""
+    """The viewer: culprits outlined, findings listed beside it, the chosen node's card open."""
     G = report.graph
     if G is None:
         st.info("No graph to draw: nothing in this code has a gradient history.")
         return
     culprits = [n for f in report.findings for n in f.nodes if n in G]
     selected = st.session_state.get(NODE)
-    if selected not in G:
-        selected = None
-    color: dict[str, float] | str = "kind"
     if report.agreements:
-        color = {a.node: min(a.worst, 1e6) for a in report.agreements if a.node in G}
-        st.caption("Leaves coloured by the gradient check's error (above 1: disagreement).")
-    focus = st.session_state.get(FOCUS)
-    clicked = show_graph(G, key="dbg", highlight=culprits, selected=selected, color=color,
-                         color_label="check error" if report.agreements else "",
-                         focus=focus if focus in G else None)  # fmt: skip
-    if clicked is not None and clicked != st.session_state.get("dbg.clicked"):
-        selected = st.session_state[NODE] = clicked  # a new click; a finding's button wins after
-    st.session_state["dbg.clicked"] = clicked
-    if selected is not None:
-        with st.container(border=True, key="dbg.details"):
-            show_node(G, selected)
-    else:
-        st.caption("Click a finding's button or a node to see its details.")
+        worst = max(report.agreements, key=lambda a: a.worst)
+        st.caption(
+            f"Gradient check: the largest error is {worst.worst:.3g}, for `{worst.name}` "
+            "(above 1: PyTorch's gradient and the numerical one disagree)."
+        )
+    show_graph(
+        G, key="dbg.viewer", height=600, highlight=culprits, findings=report.findings,
+        select=selected if selected in G else None, center=True, steps=False,
+        request=st.session_state.get(FOCUS),
+    )  # fmt: skip
 
 
 if SOURCE not in st.session_state:
@@ -231,9 +254,5 @@ if report is not None:
     with right:
         show_picture(report)
         show_profile(report)
-if st.session_state.get(SOURCE) == "gallery":
-    st.query_params.from_dict({"case": st.session_state[CASE]})
-elif st.session_state.get(SOURCE) == "preset":
-    st.query_params.from_dict({"preset": st.session_state[PRESET]})
-else:
-    st.query_params.clear()
+if st.query_params.to_dict() != link():
+    st.query_params.from_dict(link())

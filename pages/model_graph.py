@@ -3,8 +3,10 @@
 One forward and backward on a batch gives the graph (with values and
 gradients), the saved tensors and the parameter table
 (:func:`gradlab.memory.inspect_model`); :func:`gradlab.collapse.collapse`
-folds the graph to the chosen depth. A click on a module opens it. The link
-keeps the model, its settings, the depth, the open modules and the view.
+folds the graph to the chosen depth. The graph is shown in the browser viewer
+(values, gradients, the backward steps, node cards); a click on a module opens
+it. The link keeps the model, its settings, the depth, the open modules and
+whether the classic Graphviz picture is shown.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import Any
 
 import streamlit as st
 
@@ -24,11 +25,11 @@ from gradlab.memory import ModelRun, inspect_model
 from gradlab.render.text import shape
 from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
 
-from graph_view import chosen_view, download_row, show_graph
-from node_details import show_node
+from graph_view import classic_picture, download_row, show_graph
 from trusted_code import code_box, run_code
 
 GRAPH = "mg.graph"  # show_graph's key
+CARDS_UP_TO = 800  # chain-rule cards cost about 1 ms a node: bigger views go without them
 FOLD_FROM = 4  # identical sibling blocks folded from this many on
 COLORS = {"kind": "kind of node", "grad": "gradient norm", "saved": "saved-tensor memory"}
 
@@ -55,7 +56,7 @@ def read_link() -> None:
     if q.get("expand"):
         st.session_state["mg.expanded"] = q["expand"].split(",")
     st.session_state["mg.fold"] = q.get("fold") != "0"
-    st.session_state["mg.view"] = "graphviz" if q.get("view") == "graphviz" else "plotly"
+    st.session_state["mg.classic"] = q.get("view") == "graphviz"
 
 
 def write_link(params: dict[str, str]) -> None:
@@ -137,14 +138,13 @@ def collapse_controls(G: Graph, model_id: str) -> tuple[int, list[str], bool, st
     top = max_depth(G)
     depth_state = st.session_state.get("mg.depth", 1)
     st.session_state["mg.depth"] = min(max(int(depth_state), 0), top)
-    depth_column, fold_column, color_column = st.columns([2, 1, 1], vertical_alignment="bottom")
-    depth = depth_column.slider(
+    depth = st.slider(
         "Collapse depth", 0, top, key="mg.depth",
         help=f"0: the whole model as one node; {top}: every autograd op.",
     )  # fmt: skip
     st.session_state.setdefault("mg.fold", True)
-    fold = fold_column.checkbox("Fold repeated blocks", key="mg.fold")
-    color = color_column.selectbox(
+    fold = st.checkbox("Fold repeated blocks", key="mg.fold")
+    color = st.selectbox(
         "Colour by", list(COLORS), format_func=COLORS.__getitem__, key="mg.color"
     )
     return depth, opened, fold, color
@@ -155,25 +155,24 @@ def expand_widgets(G: Graph, C: Graph, opened: list[str]) -> None:
     folds = [a["name"] for _, a in C.nodes(data=True) if a.get("kind") == "module"]
     options = list(dict.fromkeys([*module_paths(G), *folds, *opened]))
     st.session_state["mg.expanded"] = opened
-    left, right = st.columns([5, 1], vertical_alignment="bottom")
-    left.multiselect(
+    st.multiselect(
         "Open modules (click a module in the graph to open it)",
         options,
         key="mg.expanded",
         format_func=lambda p: p or "(the whole model)",
         placeholder="none: every module at the depth above is one node",
     )
-    right.button("Close all", key="mg.close", on_click=_close_all, width="stretch")
+    st.button("Close all", key="mg.close", on_click=_close_all)
 
 
 def _close_all() -> None:
     st.session_state["mg.expanded"] = []
 
 
-def colors(run: ModelRun, C: Graph, color: str) -> tuple[Any, str]:
-    """The ``color`` argument of show_graph: a kind, or log10 of saved bytes per node."""
+def colors(run: ModelRun, C: Graph, color: str) -> tuple[dict[str, float] | None, str]:
+    """Per-node colour values for show_graph (log10 of saved bytes), or None for its own."""
     if color != "saved":
-        return color, ""
+        return None, ""
     per_node = {n: float(b) for n, b in run.saved.per_node().items() if b}
     summed = sum_members(C, per_node)
     return {n: math.log10(b) for n, b in summed.items()}, "log₁₀ bytes saved"
@@ -239,57 +238,69 @@ def _bytes(n: int) -> str:
 
 
 def show_model(run: ModelRun, stem: str, link: dict[str, str], model_id: str) -> None:
-    """Controls, the collapsed graph, downloads, and the tables."""
+    """The collapse controls (in the left column), the graph, downloads, and the tables."""
     G = run.graph
-    inputs = ", ".join(shape(list(s)) for s in run.inputs)
-    loss = f", loss {run.loss:.4g}" if run.loss is not None else ""
-    depth, opened, fold, color = collapse_controls(G, model_id)
-    C = collapse(G, depth, opened, fold=FOLD_FROM if fold else None)
-    expand_widgets(G, C, opened)
-    st.caption(
-        f"Input batch {inputs}{loss}. Showing {C.number_of_nodes():,} of "
-        f"{G.number_of_nodes():,} autograd graph nodes; hexagons are modules (click to open)."
-    )
-    color_arg, color_label = colors(run, C, color)
-    clicked = show_graph(
-        C, key=GRAPH, clusters=True, color=color_arg, color_label=color_label,
-        view=st.session_state.get("mg.view", "plotly"),
-    )  # fmt: skip
-    name = C.nodes[clicked].get("name") if clicked is not None else None
-    if clicked is not None and C.nodes[clicked]["kind"] == "module" and name not in opened:
-        st.session_state["mg.pending"] = name
-        st.rerun()
-    if clicked is not None:
-        with st.container(border=True):
-            show_node(C, clicked)
-    download_row(C, key="mg.download", stem=f"{stem}-depth{depth}", clusters=True)
+    with controls:
+        depth, opened, fold, color = collapse_controls(G, model_id)
+        C = collapse(G, depth, opened, fold=FOLD_FROM if fold else None)
+        expand_widgets(G, C, opened)
+    with picture:
+        show_view(run, C, color, opened)
+        download_row(C, key="mg.download", stem=f"{stem}-depth{depth}", clusters=True)
+        if st.toggle("Classic picture (Graphviz, modules boxed)", key="mg.classic"):
+            classic_picture(C, clusters=True)
     parameters, saved = st.tabs(["Parameters", "Saved tensors"])
     with parameters:
         show_parameters(run)
     with saved:
         show_memory(run, G)
-    view = chosen_view(GRAPH)
     extra = {"depth": str(depth)}
     if opened:
         extra["expand"] = ",".join(opened)
     if not fold:
         extra["fold"] = "0"
-    if view != "plotly":
-        extra["view"] = view
+    if st.session_state.get("mg.classic"):
+        extra["view"] = "graphviz"
     write_link({**link, **extra})
 
 
-st.title("Model graph")
+def show_view(run: ModelRun, C: Graph, color: str, opened: list[str]) -> None:
+    """The collapsed graph in the viewer; a click on a closed module opens it."""
+    G = run.graph
+    inputs = ", ".join(shape(list(s)) for s in run.inputs)
+    loss = f", loss {run.loss:.4g}" if run.loss is not None else ""
+    values, label = colors(run, C, color)
+    st.caption(
+        f"Input batch {inputs}{loss}. Showing {C.number_of_nodes():,} of "
+        f"{G.number_of_nodes():,} autograd graph nodes; modules are purple (click to open)."
+        + (f" Colour: {label} (the legend's ‖grad‖)." if label else "")
+    )
+    clicked = show_graph(
+        C, key=GRAPH, height=580, color="kind" if color == "kind" else "grad", colors=values,
+        send_selection=True, cards=C.number_of_nodes() <= CARDS_UP_TO,
+    )  # fmt: skip
+    name = C.nodes[clicked].get("name") if clicked is not None else None
+    if clicked is not None and C.nodes[clicked]["kind"] == "module" and name not in opened:
+        st.session_state["mg.pending"] = name
+        st.rerun()
+
+
+st.markdown("## Model graph")
 read_link()
 st.session_state.setdefault("mg.source", "preset")
-source = st.radio(
-    "Model", ["preset", "code"], key="mg.source", horizontal=True, label_visibility="collapsed",
-    format_func={"preset": "Preset model", "code": "Your nn.Module code"}.__getitem__,
-)  # fmt: skip
-if source == "code":
-    model_run, file_stem, link_params = pick_code()
-else:
-    model_run, file_stem, link_params = pick_preset()
+# Pasted code needs a wider box than the preset's few controls.
+wide = st.session_state["mg.source"] == "code"
+controls, picture = st.columns([2, 3] if wide else [1, 3], gap="medium")
+with controls:
+    source = st.radio(
+        "Model", ["preset", "code"], key="mg.source", horizontal=True,
+        label_visibility="collapsed",
+        format_func={"preset": "Preset model", "code": "Your nn.Module code"}.__getitem__,
+    )  # fmt: skip
+    if source == "code":
+        model_run, file_stem, link_params = pick_code()
+    else:
+        model_run, file_stem, link_params = pick_preset()
 if model_run is None:
     write_link(link_params)
 else:

@@ -1,72 +1,98 @@
-"""Playground: type a tensor program, see the real grad_fn graph with values and gradients."""
+"""Playground: type a tensor program, see the real grad_fn graph with values and gradients.
+
+The graph, the step-through of ``backward()``, predict-first, presenter mode
+and node cards all live in the browser viewer (:mod:`graph_view`): stepping
+never reruns this script. The link keeps the program (or the example), and
+the browser keeps the step, presenter mode, predict-first and the open card.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
 from gradlab import examples
-from gradlab.graph import nodes_of, without_saved
-from gradlab.program import ProgramResult, run_program
-from gradlab.render.plotly import ColorBy
+from gradlab.explain import as_markdown, did_you_mean
+from gradlab.graph import without_saved
+from gradlab.program import ProgramResult
 from gradlab.render.table import as_dicts, node_rows, variable_rows
 from gradlab.share import ViewState, from_params, to_params
 
-from graph_view import chosen_view, download_row, show_graph
-from node_details import show_node
-from stepper import show_stepper
+from graph_view import browser_params, classic_picture, download_row, show_graph
+from isolated import run_program
 
-PROGRAM, EXAMPLE, NODE = "pg.program", "pg.example", "pg.node"
-STEPPING, STEP, PREDICT, PRESENT = "pg.stepping", "pg.steps.step", "pg.predict", "pg.present"
-# Presenter mode: type a room can read, the editor and page chrome out of the way.
-PRESENTER_CSS = """<style>
-html { font-size: 22px; }
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
-header[data-testid="stHeader"] { display: none; }
-.block-container { padding-top: 1rem; max-width: 100%; }
-</style>"""
+PROGRAM, EXAMPLE, START = "pg.program", "pg.example", "pg.start"
+YOURS = "yours"  # the Example menu's entry for an edited program
+VIEWER_HEIGHT = 540
+NOTHING_YET = (
+    "**Nothing to draw yet.** A graph starts at a tensor that needs gradients: add one, "
+    "such as `x = torch.tensor([2.0, 3.0], requires_grad=True)`, then compute something "
+    "from it (`y = (x * x).sum()`). Add `y.backward()` to see the gradients and step "
+    "through the backward pass."
+)
 
 
 @st.cache_data(max_entries=200, show_spinner="Running the program…")
 def run(source: str) -> ProgramResult:
     """Run a program once per text; the result holds facts only, so it caches safely."""
-    return run_program(source)
+    return run_program(source)  # the one call of the program runner on this page
 
 
 def load_example() -> None:
-    example = examples.get(st.session_state[EXAMPLE])
+    """Example menu callback: load the example, or bring back the edited program."""
+    chosen = st.session_state[EXAMPLE]
+    if chosen == YOURS:
+        st.session_state[PROGRAM] = st.session_state.get("pg.yours", st.session_state[PROGRAM])
+        return
+    example = examples.get(chosen)
     if example is not None:
         st.session_state[PROGRAM] = example.source
-        st.session_state[NODE] = None
 
 
-def first_visit() -> ViewState:
-    """Seed the widgets from the link the page was opened with."""
+def edited() -> None:
+    """Program callback: an edited example becomes "Your program" in the menu."""
+    example = examples.get(st.session_state[EXAMPLE])
+    if example is None or st.session_state[PROGRAM] != example.source:
+        st.session_state[EXAMPLE] = YOURS
+        st.session_state["pg.yours"] = st.session_state[PROGRAM]
+
+
+def first_visit() -> None:
+    """Seed the widgets, and where the browser starts, from the link the page was opened with."""
     state = from_params(st.query_params.to_dict())
     example = examples.get(state.example or "") or examples.EXAMPLES[0]
-    st.session_state[EXAMPLE] = example.id
+    edited_program = state.program is not None and state.program != example.source
     st.session_state[PROGRAM] = state.program if state.program is not None else example.source
-    st.session_state[NODE] = state.node
-    st.session_state["pg.view"] = state.view
-    st.session_state[STEPPING] = state.step is not None
-    st.session_state[STEP] = state.step or 0
-    st.session_state[PREDICT] = state.predict
-    st.session_state[PRESENT] = state.presenter
+    st.session_state[EXAMPLE] = YOURS if edited_program else example.id
+    if edited_program:
+        st.session_state["pg.yours"] = st.session_state[PROGRAM]
+    st.session_state["pg.classic"] = state.view == "graphviz"
+    st.session_state[START] = {
+        "step": state.step, "predict": state.predict, "presenter": state.presenter,
+        "node": state.node,
+    }  # fmt: skip
     st.session_state["pg.stepped"] = st.session_state[PROGRAM]
-    return state
 
 
-def keep_step(source: str) -> None:
-    """A changed program is another graph: its step-through starts again."""
-    if st.session_state.get("pg.stepped") != source:
-        st.session_state["pg.stepped"] = source
-        st.session_state[STEP] = 0
-        st.session_state["pg.steps.playing"] = False
+def program_changed(source: str) -> bool:
+    """A changed program is another graph: the browser starts it afresh."""
+    if st.session_state.get("pg.stepped") == source:
+        return False
+    st.session_state["pg.stepped"] = source
+    st.session_state[START] = {}
+    return True
 
 
 def show_error(result: ProgramResult) -> None:
+    """The error, with its lesson and fixes when GradLab knows it."""
     error = result.error
     assert error is not None
-    st.error(f"**Line {error.line}:** {error.message}")
+    message = as_markdown(error.message)
+    guess = did_you_mean(error.message)
+    if guess is not None:
+        message += f" Did you mean `{guess}`?"
+    st.error(f"**Line {error.line}:** {message}")
     lesson = error.explanation
     if lesson is not None:
         with st.container(border=True):
@@ -79,182 +105,110 @@ def show_error(result: ProgramResult) -> None:
                 st.caption(f"The node where it happens, `{error.node}`, is outlined in red.")
 
 
-def show_results(result: ProgramResult) -> None:
-    for notice in result.notices:
-        lesson = notice.explanation
-        st.warning(f"**{lesson.title}.** {lesson.why}" if lesson else notice.message)
-    if result.output:
-        st.markdown("**Printed**")
-        st.code(result.output, language=None)
-    if result.variables:
-        st.markdown("**Variables**")
-        st.dataframe(variable_rows(result.variables), hide_index=True, width="stretch")
-
-
-if PROGRAM not in st.session_state:
-    first_visit()
-
-
 def show_editor() -> ProgramResult:
-    """The example menu, the program and what running it gave."""
+    """The example menu, the program and what running it gave (the printed output goes with
+    the graph, where predict-first can hide it)."""
+    ids = [e.id for e in examples.EXAMPLES]
     st.selectbox(
         "Example",
-        [e.id for e in examples.EXAMPLES],
-        format_func=lambda i: examples.get(i).title,  # type: ignore[union-attr]
+        [*ids, YOURS],
+        format_func=_example_title,
         key=EXAMPLE,
         on_change=load_example,
     )
-    chosen = examples.get(st.session_state[EXAMPLE])
-    if chosen is not None and st.session_state[PROGRAM] == chosen.source:
-        st.caption(chosen.lesson)
     st.text_area(
         "Program",
         key=PROGRAM,
-        height=260,
+        height=220,
+        on_change=edited,
         help="Press Ctrl+Enter (or click outside) to run. Allowed: assignments, torch, nn, F, "
         "tensor methods, loops, functions, backward().",
     )
     result = run(st.session_state[PROGRAM])
     if result.error is not None:
         show_error(result)
-    show_results(result)
+    for notice in result.notices:
+        lesson = notice.explanation
+        st.warning(f"**{lesson.title}.** {lesson.why}" if lesson else as_markdown(notice.message))
+    if result.output and result.graph is None:
+        st.markdown("**Printed**")
+        st.code(result.output, language=None)
+    if result.variables:
+        with st.expander("Variables", expanded=result.graph is None):
+            st.dataframe(variable_rows(result.variables), hide_index=True, width="stretch")
     return result
 
 
-def show_picture(result: ProgramResult, presenting: bool) -> None:
-    """The graph, or the step-through of its backward pass, and the node details."""
+def _example_title(i: str) -> str:
+    example = examples.get(i)
+    return example.title if example is not None else "Your program"
+
+
+def show_picture(result: ProgramResult) -> None:
+    """The viewer (graph, steps, cards), the node table, downloads, the classic picture."""
     G = result.graph
     if G is None:
-        st.info(
-            "Nothing to draw yet: create a tensor with `requires_grad=True` and compute "
-            "something from it."
-        )
+        st.info(NOTHING_YET)
         return
-    where = f"`{result.root}`" if result.root else "the last tensor"
-    can_step = bool(G.graph.get("backward"))
-    steps = "with the backward pass" if can_step else "(no backward pass ran)"
-    st.markdown(f"**The graph of {where}** {steps}")
-    stepping, showing = st.columns(2)
-    if can_step:
-        stepping.toggle(
-            "Step through backward()", key=STEPPING,
-            help="Walk the engine's real order, one op at a time (← and → keys).",
-        )  # fmt: skip
-    saved = bool(nodes_of(G, "saved")) and showing.toggle(
-        "Saved tensors", key="pg.saved",
-        help="Draw the tensors each op saved for its backward (orange triangles).",
-    )  # fmt: skip
-    drawn = G if saved else without_saved(G)
-    if can_step and st.session_state.get(STEPPING):
-        st.toggle(
-            "Predict first", key=PREDICT,
-            help="Hide what each op sends on until you press Reveal.",
-        )  # fmt: skip
-        show_stepper(
-            G, key="pg.steps", predict=st.session_state[PREDICT], large=presenting, saved=saved
-        )
-        return
-    if presenting and not can_step:
-        st.caption("This program calls no backward(): there is nothing to step through.")
+    start: dict[str, Any] = st.session_state.get(START) or {}
+    example = examples.get(st.session_state[EXAMPLE])
     error_node = result.error.node if result.error else None
-    selected = st.session_state.get(NODE)
-    if selected not in drawn:
-        selected = None
-    clicked = show_graph(
-        drawn,
-        key="pg",
+    node = start.get("node")
+    show_graph(
+        G,
+        key="pg.viewer",
+        height=VIEWER_HEIGHT,
         highlight=[error_node] if error_node else (),
-        selected=selected,
-        color=colour_by(can_step),
-        large=presenting,
+        step=start.get("step"),
+        predict=bool(start.get("predict")),
+        presenter=bool(start.get("presenter")),
+        select=node if node in G else None,
+        printed=result.output or None,
+        caption=example.lesson if example is not None else None,
+        title=f"The graph of {result.root}" if result.root else "The graph",
+        url=True,
     )
-    if clicked is not None:
-        selected = st.session_state[NODE] = clicked
-    if presenting:
-        if selected is not None:
-            with st.container(border=True):
-                show_node(G, selected)
-        return
-    ids = list(drawn.nodes)
-    picked = st.selectbox(
-        "Node details",
-        [None, *ids],
-        index=ids.index(selected) + 1 if selected in ids else 0,
-        format_func=lambda n: "click a node, or pick one here" if n is None else
-        f"{n}: {G.nodes[n].get('op') or G.nodes[n].get('label')}",
-    )  # fmt: skip
-    if picked != selected:
-        selected = st.session_state[NODE] = picked
-    if selected is not None:
-        with st.container(border=True):
-            show_node(G, selected)
+    if not G.graph.get("backward"):
+        st.caption("No `backward()` ran: add `y.backward()` for gradients and the step-through.")
+    drawn = without_saved(G)
     with st.expander("All nodes, in backward order"):
         st.dataframe(as_dicts(node_rows(drawn)), hide_index=True, width="stretch")
-    download_row(drawn, key="pg.download", stem="gradlab-graph")
+    download_row(G, key="pg.download", stem="gradlab-graph")
+    if st.toggle("Classic picture (Graphviz)", key="pg.classic"):
+        classic_picture(drawn, highlight=[error_node] if error_node else ())
 
 
-COLOURS = {"kind": "kind of node", "grad": "gradient norm", "value": "value norm"}
-
-
-def colour_by(can_step: bool) -> ColorBy:
-    """The colouring switch: by kind, or (log10) by each node's gradient or value norm."""
-    options = list(COLOURS) if can_step else ["kind", "value"]
-    if st.session_state.get("pg.color") not in options:
-        st.session_state["pg.color"] = "kind"
-    chosen: ColorBy = st.radio(
-        "Colour by", options, format_func=COLOURS.__getitem__, key="pg.color",
-        horizontal=True, help="Gradient norms are known once backward() ran.",
-    )  # fmt: skip
-    return chosen
-
-
-def link_state() -> ViewState:
-    """What a copied link restores."""
+def link_params(changed: bool) -> dict[str, str]:
+    """What a copied link restores: the page's own state, and the browser's (kept as it is)."""
     example = examples.get(st.session_state[EXAMPLE])
     unchanged = example is not None and st.session_state[PROGRAM] == example.source
-    stepping = bool(st.session_state.get(STEPPING))
-    return ViewState(
-        program=st.session_state[PROGRAM],
-        example=example.id if unchanged and example is not None else None,
-        view=chosen_view("pg"),
-        node=None if stepping else st.session_state.get(NODE),
-        step=int(st.session_state.get(STEP, 0)) if stepping else None,
-        presenter=bool(st.session_state.get(PRESENT)),
-        predict=stepping and bool(st.session_state.get(PREDICT)),
+    own = to_params(
+        ViewState(
+            program=st.session_state[PROGRAM],
+            example=example.id if unchanged and example is not None else None,
+            view="graphviz" if st.session_state.get("pg.classic") else "plotly",
+        )
     )
+    kept = {} if changed else browser_params(st.query_params.to_dict())
+    return {**own, **kept}
 
 
 if PROGRAM not in st.session_state:
     first_visit()
-keep_step(st.session_state[PROGRAM])
-presenting = bool(st.session_state.get(PRESENT))
-if presenting:
-    st.html(PRESENTER_CSS)
-    result = run(st.session_state[PROGRAM])
-    shown = examples.get(st.session_state[EXAMPLE])
-    if shown is None or shown.source != st.session_state[PROGRAM]:
-        shown = None
-    title, leave = st.columns([5, 1], vertical_alignment="center")
-    title.markdown(f"### {shown.title if shown else 'Playground'}")
-    leave.toggle("Presenter mode", key=PRESENT)
-    if result.error is not None:
-        show_error(result)
-    show_picture(result, presenting=True)
-else:
-    heading, toggle = st.columns([5, 1], vertical_alignment="bottom")
-    heading.title("Playground")
-    toggle.toggle(
-        "Presenter mode", key=PRESENT,
-        help="For class: larger type, the editor hidden, ← and → step through backward().",
-    )  # fmt: skip
-    st.caption(
-        "Type PyTorch, see the graph autograd really builds: every `grad_fn` node with its "
-        "forward value and, after `backward()`, the gradient that flowed into it."
-    )
-    editor, picture = st.columns([2, 3], gap="large")
-    with editor:
-        result = show_editor()
-    with picture:
-        show_picture(result, presenting=False)
+changed = program_changed(st.session_state[PROGRAM])
+heading, about = st.columns([1, 3], vertical_alignment="bottom")
+heading.markdown("## Playground")
+about.caption(
+    "Type PyTorch, see the graph autograd really builds: every `grad_fn` node with its "
+    "forward value and, after `backward()`, its gradient. Step through `backward()` with "
+    "→ and ←; Presenter fills the screen for class."
+)
+editor, picture = st.columns([2, 5], gap="medium")
+with editor:
+    outcome = show_editor()
+with picture:
+    show_picture(outcome)
 
-st.query_params.from_dict(to_params(link_state()))
+params = link_params(changed)
+if st.query_params.to_dict() != params:
+    st.query_params.from_dict(params)
