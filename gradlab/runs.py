@@ -11,6 +11,7 @@ finishing it (an app restart, a crash, a killed command) is marked
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -19,14 +20,15 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast, get_args
 
 import networkx as nx
 
 from gradlab.capture import NodeNorms
 from gradlab.errors import GradLabError
+from gradlab.export import MAX_LOAD_BYTES, parse
 from gradlab.graph import Graph
 from gradlab.records import LIVE, ParamStat, RunConfig, RunInfo, RunStatus, StepRecord, number
 
@@ -79,17 +81,24 @@ class RunStore:
         self._last_ids: dict[int, tuple[str, ...]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            connection = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise GradLabError(
+                f"Cannot open the run store at {self.path}: "
+                f"{getattr(exc, 'strerror', None) or exc}. Set {ENV_HOME} to a writable folder."
+            ) from exc
+        self._db = _Guarded(connection, self.path)
+        try:
+            _check_header(self.path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise GradLabError(
-                f"Cannot open the run store at {self.path}: {exc}. Set {ENV_HOME} to a "
-                "writable folder."
-            ) from exc
-        self.mark_interrupted()
+            _check_schema(self._db, self.path)
+            self.mark_interrupted()
+        except GradLabError:
+            connection.close()
+            raise
 
     def close(self) -> None:
         """Close the database connection."""
@@ -152,7 +161,7 @@ class RunStore:
         """Every stored run, newest first."""
         with self._lock:
             rows = self._db.execute(f"SELECT {_INFO_COLUMNS} FROM runs ORDER BY id DESC").fetchall()
-        return [_info(row) for row in rows]
+        return [self._info(row) for row in rows]
 
     def run(self, run_id: int) -> RunInfo:
         """One stored run; a clear error if there is none with this id."""
@@ -162,49 +171,88 @@ class RunStore:
             ).fetchone()
         if row is None:
             raise GradLabError(f"There is no stored run {run_id} in {self.path}.")
-        return _info(row)
+        return self._info(row)
+
+    def require(self, run_id: int) -> None:
+        """A clear error if there is no stored run with this id (its row is not read)."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise GradLabError(f"There is no stored run {run_id} in {self.path}.")
+
+    def _info(self, row: Sequence[object]) -> RunInfo:
+        try:
+            info = _info(row)
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            raise self._damaged(row[0], f"a value that is not what GradLab writes ({exc})") from exc
+        problem = _bad_info(info)
+        if problem:
+            raise self._damaged(row[0], problem)
+        return info
+
+    def _damaged(self, run_id: object, what: str) -> GradLabError:
+        """The error for a run whose stored row GradLab cannot read."""
+        what = " ".join(what.split())
+        what = what if len(what) <= 200 else what[:197] + "..."
+        return GradLabError(
+            f"Run {run_id} in the run store {self.path} holds {what}: delete it "
+            f"(gradlab runs delete {run_id}) or move the store away."
+        )
 
     def records(self, run_id: int) -> list[StepRecord]:
         """A run's step records in step order."""
         with self._lock:
+            sizes = self._db.execute(
+                "SELECT MAX(length(node_ids)), MAX(length(node_norms)),"
+                " MAX(length(metrics)), MAX(length(params)) FROM records WHERE run = ?",
+                (run_id,),
+            ).fetchone()
+            biggest = max(int(size or 0) for size in sizes)
+            if biggest > _MAX_FIELD_BYTES:
+                raise self._damaged(run_id, f"a step record of {biggest / 1e6:.0f} MB")
             rows = self._db.execute(
                 "SELECT step, loss, lr, seconds, samples, metrics, params, node_ids, node_norms"
                 " FROM records WHERE run = ? ORDER BY step",
                 (run_id,),
             ).fetchall()
-        out: list[StepRecord] = []
-        ids: tuple[str, ...] = ()
-        for step, loss, lr, seconds, samples, metrics, params, node_ids, norms in rows:
-            if node_ids is not None:
-                ids = tuple(json.loads(node_ids))
-            nodes = None
-            if norms is not None:
-                nodes = NodeNorms(ids, tuple(array("d", norms)))
-            out.append(
-                StepRecord(
-                    step, number(loss), number(lr), number(seconds), int(samples or 0),
-                    {k: number(v) for k, v in json.loads(metrics or "{}").items()},
-                    tuple(
-                        ParamStat(n, k, number(a), number(m), None if g is None else number(g))
-                        for n, k, a, m, g in json.loads(params or "[]")
-                    ),
-                    nodes,
-                )
-            )  # fmt: skip
-        return out
+        try:
+            return _records(rows)
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            raise self._damaged(run_id, f"a step record GradLab cannot read ({exc})") from exc
 
     def graph(self, run_id: int) -> Graph | None:
         """The graph kept with a run, if any."""
         with self._lock:
-            row = self._db.execute("SELECT graph FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None or row[0] is None:
-            return None
-        G: Graph = nx.node_link_graph(json.loads(row[0]), edges="edges")
-        return G
+            row = self._db.execute(
+                "SELECT length(graph), graph IS NULL FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None or row[1]:
+                return None
+            if int(row[0]) > MAX_LOAD_BYTES:
+                raise self._damaged(run_id, f"a graph of {int(row[0]) / 1e6:.0f} MB")
+            (text,) = self._db.execute("SELECT graph FROM runs WHERE id = ?", (run_id,)).fetchone()
+        try:
+            return parse(text if isinstance(text, str | bytes) else str(text), "json")
+        except ValueError as exc:
+            raise self._damaged(run_id, f"a damaged graph: {exc}") from exc
 
     def delete(self, run_id: int) -> None:
         """Remove a run and its records; a clear error if there is none."""
-        self.run(run_id)
+        self.require(run_id)
         with self._lock, self._db:
             self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         self._last_ids.pop(run_id, None)
@@ -239,6 +287,179 @@ def _info(row: Sequence[object]) -> RunInfo:
         float(cast(float, created)), cast("float | None", ended), int(cast(int, n)),
         None if loss is None else float(cast(float, loss)),
     )  # fmt: skip
+
+
+def _bad_info(info: RunInfo) -> str | None:
+    """What is wrong with a run read back, if anything (values SQLite let through)."""
+    times = [info.created] if info.ended is None else [info.created, info.ended]
+    if not all(isinstance(t, float) and 0 <= t < _YEAR_10000 for t in times):
+        return f"a time that is not one ({', '.join(repr(t) for t in times)})"
+    if info.status not in get_args(RunStatus):
+        return f"an unknown state {info.status!r}"
+    params = info.config.params
+    if not isinstance(params, dict) or not all(
+        isinstance(v, int | float | str | bool) for v in params.values()
+    ):
+        return "parameters that are not a table of values"
+    if info.error is not None and not isinstance(info.error, str):
+        return "an error message that is not text"
+    return None
+
+
+def _records(rows: Sequence[Sequence[Any]]) -> list[StepRecord]:
+    """Step records from their rows; a ``ValueError`` (or ``TypeError``) for a bad value."""
+    out: list[StepRecord] = []
+    ids: tuple[str, ...] = ()
+    for step, loss, lr, seconds, samples, metrics, params, node_ids, norms in rows:
+        if node_ids is not None:
+            ids = tuple(json.loads(node_ids))
+        nodes = None
+        if norms is not None:
+            nodes = NodeNorms(ids, tuple(array("d", norms)))
+            if len(nodes.norms) != len(ids) or not all(isinstance(n, str) for n in ids):
+                raise ValueError(f"step {step}: {len(nodes.norms)} norms for {len(ids)} node ids")
+        out.append(
+            StepRecord(
+                _integer(step), number(loss), number(lr), number(seconds), int(samples or 0),
+                {k: number(v) for k, v in json.loads(metrics or "{}").items()},
+                tuple(
+                    ParamStat(n, k, number(a), number(m), None if g is None else number(g))
+                    for n, k, a, m, g in json.loads(params or "[]")
+                ),
+                nodes,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _integer(value: object) -> int:
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+#: The columns GradLab reads, by table; a store without them was written by something else.
+_COLUMNS = {
+    "runs": {"id", "scenario", "params", "steps", "every", "seed", "device", "status", "error",
+             "created", "ended", "pid", "owner", "graph"},
+    "records": {"run", "step", "loss", "lr", "seconds", "samples", "metrics", "params",
+                "node_ids", "node_norms"},
+}  # fmt: skip
+_MAX_FIELD_BYTES = 16 * 1024 * 1024  # one stored field of a step record (16 MB: 2M node norms)
+_YEAR_10000 = 253402300800.0  # seconds since 1970: where Python's dates end
+_SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def _check_header(path: Path) -> None:
+    """A file that is there but is not SQLite: say so before SQLite tries to use it."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise GradLabError(
+            f"Cannot read the run store {path}: {exc.strerror}. "
+            f"Set {ENV_HOME} to a writable folder."
+        ) from exc
+    if head and head != _SQLITE_HEADER:  # SQLite takes an empty file for a new database
+        raise GradLabError(
+            f"The run store {path} is not a SQLite database. Move it away "
+            f"(mv {path} {path}.old) and GradLab starts a new store, or set {ENV_HOME} "
+            "to another folder."
+        )
+
+
+def _check_schema(db: _Guarded, path: Path) -> None:
+    """The tables GradLab reads have the columns it reads."""
+    for table, wanted in _COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+        missing = sorted(wanted - have)
+        if missing:
+            raise GradLabError(
+                f"The run store {path} was not written by GradLab: its table '{table}' has no "
+                f"{', '.join(missing)}. Move it away (mv {path} {path}.old) and GradLab starts "
+                f"a new store, or set {ENV_HOME} to another folder."
+            )
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """SQLite's errors on the store, as one line that says what is wrong and what to do."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        away = f"Move it away (mv {path} {path}.old) and GradLab starts a new store"
+        if name == "SQLITE_NOTADB":
+            message = f"The run store {path} is not a SQLite database. {away}."
+        elif name.startswith("SQLITE_CORRUPT"):
+            message = (
+                f"The run store {path} is damaged ({exc}). {away}; `sqlite3 {path} .recover` "
+                "may save its runs."
+            )
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+            message = (
+                f"Cannot write the run store {path} ({exc}). Set {ENV_HOME} to a writable folder."
+            )
+        elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            message = f"The run store {path} is locked by another process ({exc}); try again."
+        elif name.startswith("SQLITE_FULL"):
+            message = f"The disk holding the run store {path} is full; free some space."
+        elif name.startswith("SQLITE_IOERR"):
+            message = f"Reading or writing the run store {path} failed ({exc}); check the disk."
+        else:
+            message = f"The run store {path} cannot be used ({exc}). {away}."
+        raise GradLabError(message) from exc
+
+
+class _Cursor:
+    """A cursor of :class:`_Guarded`: its errors are translated too."""
+
+    def __init__(self, cursor: sqlite3.Cursor, path: Path) -> None:
+        self._cursor, self._path = cursor, path
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    def fetchone(self) -> Any:
+        with _translated(self._path):
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with _translated(self._path):
+            return self._cursor.fetchall()
+
+
+class _Guarded:
+    """The store's connection: every SQLite error is one clear :class:`GradLabError`."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db, self._path = db, path
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> _Cursor:
+        with _translated(self._path):
+            return _Cursor(self._db.execute(sql, parameters), self._path)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> _Cursor:
+        with _translated(self._path):
+            return _Cursor(self._db.executemany(sql, rows), self._path)
+
+    def executescript(self, script: str) -> _Cursor:
+        with _translated(self._path):
+            return _Cursor(self._db.executescript(script), self._path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> _Guarded:
+        self._db.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with _translated(self._path):
+            self._db.__exit__(*exc)
 
 
 def _alive(pid: object) -> bool:
