@@ -5,28 +5,53 @@ reported with its line), then walked node by node (:class:`Interpreter`):
 user code is never handed to ``exec``. Every name, attribute, call and loop
 goes through :mod:`gradlab.program.policy` and the step and time limits, and
 Python-level sizes (``[0] * n``, ``2 ** n``, ``range(n)`` consumed by a
-builtin) are bounded before they are computed.
+builtin, ``a.extend(a)``, big integers multiplied) are bounded before they are
+computed.
+
+Tutorial code runs as written: classes derived from ``nn.Module``, ``Dataset``
+or ``torch.autograd.Function`` (their classes are real Python classes whose
+methods are interpreted functions), ``super().__init__()``, the imports
+tutorials write, f-strings. The program's own functions, whenever PyTorch calls
+them (hooks, backward of a custom Function, a dataset inside a ``DataLoader``),
+run with the limits on (:meth:`gradlab.program.limits.Guard.active`), and
+refuse to run at all once the program has ended.
+
+What one step of the interpreter cannot stop (a single C-level operation such
+as comparing two huge shared nested lists) is stopped by the worker process
+the program runs in, whose memory and CPU time the operating system limits.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import importlib
 import math
 import operator
+import re
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
+import torch.utils.data
 
-from gradlab.program.limits import LimitExceeded, Limits
+from gradlab.program.limits import Guard, LimitExceeded, Limits
 from gradlab.program.policy import (
-    ALLOWED_IMPORTS,
+    DEFINABLE_DUNDERS,
+    MODULE_NAMES,
+    RESERVED_METHODS,
+    Builtin,
+    ProgramCode,
+    ProgramIterator,
+    ProgramObject,
     Refused,
     check_attribute,
     check_attribute_assignment,
+    check_base,
     check_call,
     check_value,
 )
@@ -39,16 +64,16 @@ _ALLOWED_NODES: tuple[type, ...] = (
     ast.Subscript, ast.Slice, ast.Name, ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set,
     ast.ListComp, ast.DictComp, ast.SetComp, ast.comprehension, ast.arguments, ast.arg,
     ast.Load, ast.Store, ast.Del, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
-    ast.expr_context, ast.NamedExpr,
+    ast.expr_context, ast.NamedExpr, ast.ClassDef, ast.ImportFrom, ast.JoinedStr,
+    ast.FormattedValue, ast.GeneratorExp,
 )  # fmt: skip
 _CONSTRUCT = {
-    ast.ClassDef: "class definitions", ast.GeneratorExp: "generator expressions (use a list "
-    "comprehension)", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Await: "await",
+    ast.Yield: "yield", ast.YieldFrom: "yield", ast.Await: "await",
     ast.AsyncFunctionDef: "async functions", ast.Global: "global", ast.Nonlocal: "nonlocal",
-    ast.Try: "try/except", ast.Raise: "raise", ast.ImportFrom: "from ... import",
-    ast.JoinedStr: "f-strings (string formatting)", ast.FormattedValue: "string formatting",
-    ast.Lambda: "lambda",
+    ast.Try: "try/except", ast.Raise: "raise", ast.Lambda: "lambda",
 }  # fmt: skip
+#: Modules a program may import, and under which names (``import torch.nn as nn``).
+_IMPORTABLE = frozenset(MODULE_NAMES)
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
@@ -73,6 +98,8 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
 }  # fmt: skip
 _CONTEXTS = (torch.no_grad, torch.enable_grad, torch.set_grad_enabled, torch.inference_mode)
 _MAX_BITS = 4096  # Python integers: 2 ** 4096 is plenty for a tensor program
+_MAX_FORMAT = 200  # width and precision in a format spec: f"{x:>200.6f}" at most
+_FORMAT_SPEC = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?[bcdeEfFgGnosxX%]?")
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,7 @@ class ProgramRefused(Exception):
 def check(tree: ast.Module) -> list[Refusal]:
     """Every construct the allow-list refuses, with its line, before anything runs."""
     refusals: list[Refusal] = []
+    class_bodies = {id(s) for n in ast.walk(tree) if isinstance(n, ast.ClassDef) for s in n.body}
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 1)
         if isinstance(node, ast.Lambda):
@@ -102,24 +130,80 @@ def check(tree: ast.Module) -> list[Refusal]:
         if not isinstance(node, _ALLOWED_NODES):
             what = _CONSTRUCT.get(type(node), type(node).__name__)
             refusals.append(Refusal(line, what))
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                text = alias.name + (f" as {alias.asname}" if alias.asname else "")
-                if text not in ALLOWED_IMPORTS:
-                    refusals.append(Refusal(line, f"import {text} (allowed: import torch, "
-                                                   "import torch.nn as nn, import torch.nn."
-                                                   "functional as F)"))  # fmt: skip
-        elif isinstance(node, ast.Attribute) and (
-            node.attr.startswith("_") or node.attr in ("format", "format_map")
-        ):
-            refusals.append(Refusal(line, f"the attribute '{node.attr}'"))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            refusals.extend(Refusal(line, what) for what in _check_import(node))
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            if not (node.attr == "__init__" and _is_super_call(node.value)):
+                refusals.append(Refusal(line, f"the attribute '{node.attr}'"))
+        elif isinstance(node, ast.Attribute) and node.attr in ("format", "format_map"):
+            refusals.append(Refusal(line, f"the string method '{node.attr}' (use an f-string)"))
         elif isinstance(node, ast.Name) and node.id.startswith("__"):
             refusals.append(Refusal(line, f"the name '{node.id}'"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, bytes):
             refusals.append(Refusal(line, "bytes literals"))
-        elif isinstance(node, ast.FunctionDef) and node.decorator_list:
-            refusals.append(Refusal(line, "decorators"))
+        elif isinstance(node, ast.FormattedValue) and node.conversion != -1:
+            conversion = chr(node.conversion)
+            refusals.append(Refusal(line, f"the f-string conversion '!{conversion}'"))
+        elif isinstance(node, ast.ClassDef):
+            refusals.extend(Refusal(line, what) for what in _check_class(node))
+        elif isinstance(node, ast.FunctionDef):
+            in_class = id(node) in class_bodies
+            refusals.extend(Refusal(line, what) for what in _check_function(node, in_class))
     return sorted(refusals, key=lambda r: r.line)
+
+
+def _is_super_call(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
+    )
+
+
+def _check_import(node: ast.Import | ast.ImportFrom) -> Iterator[str]:
+    allowed = "allowed: torch and its modules nn, nn.functional, optim, utils.data, ..."
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name not in _IMPORTABLE:
+                yield f"import {alias.name} ({allowed})"
+        return
+    module = node.module or ""
+    if node.level or module not in _IMPORTABLE:
+        yield f"from {'.' * node.level}{module} import ... ({allowed})"
+        return
+    for alias in node.names:
+        if alias.name not in MODULE_NAMES[module]:
+            yield f"from {module} import {alias.name} (not on the list of what programs may use)"
+
+
+def _check_class(node: ast.ClassDef) -> Iterator[str]:
+    if node.name.startswith("__"):
+        yield f"the class name '{node.name}'"
+    if node.keywords:
+        yield f"class keywords ({node.keywords[0].arg}=...)"
+    if node.decorator_list:
+        yield "class decorators"
+    for statement in node.body:
+        if isinstance(statement, ast.FunctionDef | ast.Pass):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # a docstring
+        targets = (
+            statement.targets if isinstance(statement, ast.Assign)
+            else [statement.target] if isinstance(statement, ast.AnnAssign) else None
+        )  # fmt: skip
+        if targets is None or not all(isinstance(t, ast.Name) for t in targets):
+            yield f"{type(statement).__name__} in a class body (methods and names only)"
+        elif any(t.id.startswith("_") for t in targets if isinstance(t, ast.Name)):
+            yield "class attributes starting with '_'"
+
+
+def _check_function(node: ast.FunctionDef, in_class: bool) -> Iterator[str]:
+    for decorator in node.decorator_list:
+        if not (in_class and isinstance(decorator, ast.Name) and decorator.id == "staticmethod"):
+            yield "decorators (only @staticmethod in a class)"
+    if in_class and node.name.startswith("_") and node.name not in DEFINABLE_DUNDERS:
+        yield f"defining the method '{node.name}' (allowed: __init__, __len__, __getitem__)"
+    if in_class and node.name in RESERVED_METHODS:
+        yield f"defining the method '{node.name}'"
 
 
 class _Return(Exception):
@@ -150,12 +234,21 @@ class Interpreter:
         self.output: list[str] = []
         self.printed = 0
         self.check_time: Callable[[], None] = lambda: None
+        # The limits of the run: the program's own code that PyTorch calls back (hooks,
+        # a custom Function's backward) turns them on again wherever it runs.
+        self.guard: Guard | None = None
+        self.active = False
 
     # -- running -----------------------------------------------------------------
 
     def run(self, tree: ast.Module) -> None:
         """Execute the statements of a checked module in ``namespace``."""
-        self.exec_block(tree.body, self.namespace)
+        self.active = True
+        try:
+            with torch.set_grad_enabled(torch.is_grad_enabled()):  # restored afterwards
+                self.exec_block(tree.body, self.namespace)
+        finally:
+            self.active = False
 
     def tick(self) -> None:
         """One step of work: count it, and look at the clock now and then."""
@@ -201,14 +294,20 @@ class Interpreter:
         elif isinstance(node, ast.Return):
             raise _Return(None if node.value is None else self.eval(node.value, scope))
         elif isinstance(node, ast.Import):
-            for alias in node.names:
+            for alias in node.names:  # check() allowed only torch's listed modules
                 module = importlib.import_module(alias.name)
                 if alias.asname:
                     scope[alias.asname] = module
                 else:
-                    scope[alias.name.split(".")[0]] = importlib.import_module(
-                        alias.name.split(".")[0]
-                    )
+                    scope[alias.name.split(".")[0]] = torch
+        elif isinstance(node, ast.ImportFrom):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                check_attribute(module, alias.name)
+                value = check_value(getattr(module, alias.name), f"from {node.module} import")
+                scope[alias.asname or alias.name] = value
+        elif isinstance(node, ast.ClassDef):
+            scope[node.name] = self.define_class(node, scope)
         elif isinstance(node, ast.With):
             self.exec_with(node, scope)
         elif isinstance(node, ast.Delete):
@@ -220,6 +319,37 @@ class Interpreter:
                 raise AssertionError(message)
         else:  # pragma: no cover - check() refused it already
             raise ProgramRefused(node.lineno, type(node).__name__)
+
+    def define_class(self, node: ast.ClassDef, scope: dict[str, Any]) -> type:
+        """A real class whose methods are the program's functions (nn.Module subclasses)."""
+        bases = tuple(check_base(self.eval(b, scope)) for b in node.bases)
+        bases = tuple(b for b in bases if b is not object)
+        if not any(issubclass(b, ProgramObject) for b in bases):
+            bases += (ProgramObject,)
+        members: dict[str, Any] = {"__module__": "program", "__qualname__": node.name}
+        body = _Scope(scope)  # names defined earlier in the class body
+        functions: list[Function] = []
+        for statement in node.body:
+            self.line = statement.lineno
+            self.tick()
+            if isinstance(statement, ast.FunctionDef):
+                function = Function(self, statement.name, statement.args, statement.body, scope)
+                functions.append(function)
+                members[statement.name] = (
+                    staticmethod(function) if statement.decorator_list else function
+                )
+            elif isinstance(statement, ast.Assign | ast.AnnAssign) and statement.value:
+                value = self.eval(statement.value, body)
+                targets = (
+                    statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                )
+                for target in targets:
+                    assert isinstance(target, ast.Name)  # check() saw to it
+                    members[target.id] = body[target.id] = value
+        cls = types.new_class(node.name, bases, exec_body=lambda ns: ns.update(members))
+        for function in functions:
+            function.owner = cls
+        return cls
 
     def exec_for(self, node: ast.For, scope: dict[str, Any]) -> None:
         for item in self.iterate(self.eval(node.iter, scope)):
@@ -358,15 +488,18 @@ class Interpreter:
 
     def call(self, func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         check_call(func)
+        _check_arguments(func, args, kwargs)
         return self.on_call(func, args, kwargs)
 
     def iterate(self, value: Any) -> Iterator[Any]:
         """Iterate any value a program may loop over, counting each item as a step."""
         if isinstance(value, str):
             raise Refused("looping over the characters of a string")
+        if isinstance(value, type | types.ModuleType):
+            raise Refused(f"looping over {value.__name__}")
         for item in iter(value):
             self.tick()
-            yield item
+            yield check_value(item, "a loop")
 
     def materialise(self, value: Any) -> list[Any]:
         """All items of an iterable, bounded by the sequence limit."""
@@ -383,14 +516,31 @@ class Interpreter:
         return items
 
     def print(self, *values: Any, sep: str = " ", end: str = "\n") -> None:
-        text = sep.join(str(v) for v in values) + end
+        text = str(sep).join(self.text(v) for v in values) + str(end)
         self.printed += len(text)
         if self.printed > self.limits.max_output:
             raise LimitExceeded(f"more than {self.limits.max_output:,} characters of output")
         self.output.append(text)
 
+    def text(self, value: Any, spec: str = "") -> str:
+        """``str(value)`` or ``format(value, spec)``, bounded before and after."""
+        _bound_nested(value, self.limits.max_sequence)
+        if spec:
+            found = _FORMAT_SPEC.fullmatch(spec)
+            if found is None:
+                raise Refused(f"the format spec '{spec[:40]}'")
+            width, precision = (int(g) if g else 0 for g in found.groups())
+            if max(width, precision) > _MAX_FORMAT:
+                raise LimitExceeded(f"a format width or precision over {_MAX_FORMAT}")
+            text = format(value, spec)
+        else:
+            text = str(value)
+        if len(text) > self.limits.max_output:
+            raise LimitExceeded(f"a string of {len(text):,} characters")
+        return text
 
-class Function:
+
+class Function(ProgramCode):
     """A function defined by the program; callable from torch (jacobian, hooks) too."""
 
     def __init__(
@@ -412,25 +562,35 @@ class Function:
             for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
             if d is not None
         }
+        self.owner: type | None = None  # the class, for a method (zero-argument super())
 
     def __repr__(self) -> str:
         return f"<function {self._name}>"
 
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        """A method: bound to the object like a Python function."""
+        return self if obj is None else types.MethodType(self, obj)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         interpreter = self._interpreter
+        if not interpreter.active:
+            raise Refused(f"running the program's function {self._name}() after the program")
         if interpreter.depth >= interpreter.limits.max_depth:
             raise LimitExceeded(
                 f"function calls nested more than {interpreter.limits.max_depth} deep"
             )
         scope = _Scope(self._closure)
         self._bind(scope, args, kwargs)
+        if self.owner is not None and args:
+            scope["__class__"], scope["__self__"] = self.owner, args[0]  # for super()
         interpreter.depth += 1
         line = interpreter.line
         try:
-            if isinstance(self._body, list):
-                interpreter.exec_block(self._body, scope)
-                return None
-            return interpreter.eval(self._body, scope)
+            with _limits_on(interpreter):
+                if isinstance(self._body, list):
+                    interpreter.exec_block(self._body, scope)
+                    return None
+                return interpreter.eval(self._body, scope)
         except _Return as done:
             return done.value
         finally:
@@ -495,15 +655,28 @@ def _eval_name(it: Interpreter, node: ast.Name, scope: dict[str, Any]) -> Any:
 
 def _eval_attribute(it: Interpreter, node: ast.Attribute, scope: dict[str, Any]) -> Any:
     owner = it.eval(node.value, scope)
-    check_attribute(owner, node.attr)
-    return check_value(getattr(owner, node.attr), f".{node.attr}")
+    name = node.attr
+    if isinstance(owner, super):
+        if name == "__init__":  # super().__init__(): check() allowed it only on super()
+            return Builtin("super().__init__", getattr(owner, "__init__"))  # noqa: B009
+        check_attribute(getattr(owner, "__self__"), name)  # noqa: B009
+        return check_value(getattr(owner, name), f"super().{name}")
+    check_attribute(owner, name)
+    bounded = _bounded_method(it, owner, name)
+    if bounded is not None:
+        return bounded
+    value = getattr(owner, name)
+    if isinstance(owner, torch.optim.Optimizer) and callable(value):
+        # A scheduler replaces optimizer.step with a plain function that counts the steps.
+        return Builtin(f"{type(owner).__name__}.{name}", value)
+    return check_value(value, f".{name}")
 
 
 def _eval_subscript(it: Interpreter, node: ast.Subscript, scope: dict[str, Any]) -> Any:
     container = it.eval(node.value, scope)
-    if isinstance(container, type):
-        raise Refused(f"indexing the class {container.__name__}")
-    return container[it.eval(node.slice, scope)]
+    if isinstance(container, type | types.ModuleType):
+        raise Refused(f"indexing {container.__name__}")
+    return check_value(container[it.eval(node.slice, scope)], "an index")
 
 
 def _eval_slice(it: Interpreter, node: ast.Slice, scope: dict[str, Any]) -> Any:
@@ -541,6 +714,9 @@ def _eval_compare(it: Interpreter, node: ast.Compare, scope: dict[str, Any]) -> 
     result: Any = True
     for i, (op, right_node) in enumerate(zip(node.ops, node.comparators, strict=True)):
         right = it.eval(right_node, scope)
+        if not isinstance(left, torch.Tensor) and not isinstance(right, torch.Tensor):
+            _bound_nested(left, it.limits.max_sequence)
+            _bound_nested(right, it.limits.max_sequence)
         result = _COMPARE[type(op)](left, right)
         if i < last and not result:
             return result
@@ -572,7 +748,43 @@ def _eval_call(it: Interpreter, node: ast.Call, scope: dict[str, Any]) -> Any:
     for name in kwargs:
         if name.startswith("_"):
             raise Refused(f"the keyword argument '{name}'")
-    return it.call(func, args, kwargs)
+    if func is it.builtins["super"] and not args and not kwargs:
+        return _zero_argument_super(scope)
+    result = it.call(func, args, kwargs)
+    if isinstance(result, types.GeneratorType):  # model.parameters(): items, never its frame
+        return ProgramIterator(it.iterate(result))
+    return check_value(result, f"a call of {_callable_name(func)}")
+
+
+def _callable_name(func: Any) -> str:
+    name = getattr(func, "name", None) if isinstance(func, Builtin) else None
+    name = name or getattr(func, "__name__", None) or type(func).__name__
+    return f"{name}()"
+
+
+def _zero_argument_super(scope: dict[str, Any]) -> super:
+    try:
+        cls, obj = scope["__class__"], scope["__self__"]
+    except KeyError:
+        raise RuntimeError("super(): no arguments outside a method of a class") from None
+    return super(cls, obj)
+
+
+def _eval_joined(it: Interpreter, node: ast.JoinedStr, scope: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for value in node.values:
+        part = it.eval(value, scope)
+        parts.append(part if isinstance(part, str) else str(part))
+    text = "".join(parts)
+    if len(text) > it.limits.max_output:
+        raise LimitExceeded(f"a string of {len(text):,} characters")
+    return text
+
+
+def _eval_formatted(it: Interpreter, node: ast.FormattedValue, scope: dict[str, Any]) -> str:
+    value = it.eval(node.value, scope)
+    spec = "" if node.format_spec is None else it.eval(node.format_spec, scope)
+    return it.text(value, spec)
 
 
 def _eval_list(it: Interpreter, node: ast.List | ast.Tuple | ast.Set, scope: dict[str, Any]) -> Any:
@@ -598,7 +810,9 @@ def _eval_dict(it: Interpreter, node: ast.Dict, scope: dict[str, Any]) -> Any:
 
 
 def _eval_comprehension(
-    it: Interpreter, node: ast.ListComp | ast.SetComp | ast.DictComp, scope: dict[str, Any]
+    it: Interpreter,
+    node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp,
+    scope: dict[str, Any],
 ) -> Any:
     inner = _Scope(scope)
     results: list[Any] = []
@@ -621,6 +835,8 @@ def _eval_comprehension(
                 generate(level + 1)
 
     generate(0)
+    if isinstance(node, ast.GeneratorExp):  # computed at once, bounded; no frame to reach
+        return ProgramIterator(iter(results))
     if isinstance(node, ast.DictComp):
         return dict(results)
     return set(results) if isinstance(node, ast.SetComp) else results
@@ -647,13 +863,124 @@ _EVALUATORS: dict[type, Callable[[Interpreter, Any, dict[str, Any]], Any]] = {
     ast.IfExp: _eval_ifexp, ast.Call: _eval_call, ast.List: _eval_list, ast.Tuple: _eval_list,
     ast.Set: _eval_list, ast.Dict: _eval_dict, ast.ListComp: _eval_comprehension,
     ast.SetComp: _eval_comprehension, ast.DictComp: _eval_comprehension,
+    ast.GeneratorExp: _eval_comprehension,
     ast.Lambda: _eval_lambda, ast.NamedExpr: _eval_named, ast.Starred: _eval_starred,
+    ast.JoinedStr: _eval_joined, ast.FormattedValue: _eval_formatted,
 }  # fmt: skip
 
 
 def _check_item_target(container: object) -> None:
-    if not isinstance(container, torch.Tensor | list | dict | torch.nn.ModuleList):
+    if not isinstance(
+        container,
+        torch.Tensor | list | dict | torch.nn.ModuleList | torch.nn.ModuleDict
+        | torch.nn.Sequential | torch.nn.ParameterList | torch.nn.ParameterDict,
+    ):  # fmt: skip
         raise Refused(f"item assignment on {type(container).__name__}")
+
+
+def _limits_on(it: Interpreter) -> Any:
+    """The guard's limits, on again while the program's own code runs (hooks, backward)."""
+    return it.guard.active() if it.guard is not None else contextlib.nullcontext()
+
+
+#: Keyword arguments refused for some allowed callables: worker processes, pinned memory,
+#: contexts built by a callable.
+_REFUSED_ARGUMENTS: dict[Any, frozenset[str]] = {
+    torch.utils.data.DataLoader: frozenset(
+        {"num_workers", "pin_memory", "worker_init_fn", "multiprocessing_context",
+         "persistent_workers", "prefetch_factor", "pin_memory_device", "timeout"}
+    ),
+    torch.utils.checkpoint.checkpoint: frozenset({"context_fn", "determinism_check", "debug"}),
+}  # fmt: skip
+_MAX_POSITIONAL: dict[Any, int] = {torch.utils.data.DataLoader: 5}
+
+
+def _check_arguments(func: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    try:
+        refused = _REFUSED_ARGUMENTS.get(func)
+    except TypeError:  # unhashable
+        return
+    if refused is None:
+        return
+    name = getattr(func, "__name__", "it")
+    for keyword in kwargs:
+        if keyword in refused and not (keyword == "num_workers" and kwargs[keyword] == 0):
+            raise Refused(f"{name}({keyword}=...) (programs run in one process)")
+    if len(args) > _MAX_POSITIONAL.get(func, len(args)):
+        raise Refused(f"{name}() with more than {_MAX_POSITIONAL[func]} positional arguments")
+
+
+def _bounded_method(it: Interpreter, owner: Any, name: str) -> Builtin | None:
+    """Methods whose result could be huge, checked before they run (``a.extend(a)``)."""
+    limit = it.limits.max_sequence
+    kind = type(owner)
+    if kind is list and name == "extend":
+
+        def extend(items: Any) -> None:
+            new = it.materialise(items)
+            if len(owner) + len(new) > limit:
+                raise LimitExceeded(f"a list of {len(owner) + len(new):,} items")
+            owner.extend(new)
+
+        return Builtin("list.extend", extend)
+    if kind is str and name == "join":
+
+        def join(items: Any) -> str:
+            parts = it.materialise(items)
+            total = sum(len(p) if isinstance(p, str) else 0 for p in parts)
+            if total + len(owner) * len(parts) > limit:
+                raise LimitExceeded(f"a string of more than {limit:,} characters")
+            return str(owner.join(parts))
+
+        return Builtin("str.join", join)
+    if kind is str and name == "replace":
+
+        def replace(old: str, new: str, count: int = -1) -> str:
+            found = owner.count(old) if old else len(owner) + 1
+            found = found if count < 0 else min(found, count)
+            if len(owner) + found * max(len(new) - len(old), 0) > limit:
+                raise LimitExceeded(f"a string of more than {limit:,} characters")
+            return str(owner.replace(old, new, count))
+
+        return Builtin("str.replace", replace)
+    if isinstance(owner, torch.Tensor) and name == "tolist":
+
+        def tolist() -> Any:
+            if owner.numel() > limit:
+                raise LimitExceeded(f"a list of {owner.numel():,} numbers (tolist)")
+            return owner.tolist()
+
+        return Builtin("Tensor.tolist", tolist)
+    return None
+
+
+def _bound_nested(value: Any, limit: int) -> None:
+    """Refuse comparing or printing nested lists whose unfolded size is over ``limit``.
+
+    ``a = [a, a]`` repeated 36 times shares one list 2**36 times: Python would walk it
+    whole in one C call. Sizes are summed once per distinct container, so checking
+    costs no more than the distinct containers it holds.
+    """
+    if not isinstance(value, list | tuple | dict | set | frozenset):
+        return
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, done = stack.pop()
+        key = id(item)
+        if key in sizes and not done:
+            continue
+        children = list(item.items() if isinstance(item, dict) else item)
+        nested = [c for c in children if isinstance(c, list | tuple | dict | set | frozenset)]
+        if not done:
+            sizes[key] = -1  # being summed (a list that holds itself: Python prints [...])
+            stack.append((item, True))
+            stack.extend((c, False) for c in nested if id(c) not in sizes)
+            continue
+        total = len(children) + sum(max(sizes.get(id(c), 0), 0) for c in nested)
+        if total > limit:
+            raise LimitExceeded(f"a nested list of more than {limit:,} items")
+        sizes[key] = total
 
 
 def _bound_python_size(a: Any, b: Any, op: ast.operator, limits: Limits) -> None:
@@ -674,6 +1001,9 @@ def _bound_python_size(a: Any, b: Any, op: ast.operator, limits: Limits) -> None
     joined = isinstance(a, sequences) and isinstance(b, sequences)
     if isinstance(op, ast.Add) and joined and len(a) + len(b) > limits.max_sequence:
         raise LimitExceeded(f"a sequence of {len(a) + len(b):,} items")
+    both_int = isinstance(a, int) and isinstance(b, int)
+    if isinstance(op, ast.Mult) and both_int and a.bit_length() + b.bit_length() > _MAX_BITS:
+        raise LimitExceeded(f"an integer of more than {_MAX_BITS} bits")
     huge = isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and b > 0
     if isinstance(op, ast.Pow) and huge and b * math.log2(abs(a)) > _MAX_BITS:
         raise LimitExceeded(f"an integer of more than {_MAX_BITS} bits ({a} ** {b})")
@@ -705,10 +1035,7 @@ def _safe_builtins(it: Interpreter) -> dict[str, Any]:
     items = it.materialise
 
     def safe_str(value: Any = "") -> str:
-        text = str(value)
-        if len(text) > it.limits.max_output:
-            raise LimitExceeded(f"a string of {len(text):,} characters")
-        return text
+        return it.text(value)
 
     def extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -719,21 +1046,39 @@ def _safe_builtins(it: Interpreter) -> dict[str, Any]:
     def safe_sum(iterable: Any, start: Any = 0) -> Any:
         total = start
         for item in items(iterable):
-            total = total + item
+            total = it.binary(operator.add, total, item, ast.Add())
         return total
 
-    return {
+    def safe_round(number: Any, ndigits: int | None = None) -> Any:
+        if isinstance(ndigits, int) and abs(ndigits) > 400:
+            raise LimitExceeded(f"round() to {ndigits} digits")
+        return round(number) if ndigits is None else round(number, ndigits)
+
+    def safe_isinstance(value: Any, kinds: Any) -> bool:
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        return isinstance(value, tuple(_TYPES[k.name] if isinstance(k, Builtin) else k
+                                       for k in kinds))  # fmt: skip
+
+    def safe_iter(iterable: Any) -> ProgramIterator:
+        return ProgramIterator(it.iterate(iterable))
+
+    def safe_next(iterator: Any, *default: Any) -> Any:
+        if not isinstance(iterator, ProgramIterator):
+            raise TypeError(f"'{type(iterator).__name__}' object is not an iterator (use iter())")
+        return next(iterator, *default)
+
+    def two_argument_super(cls: Any, obj: Any) -> super:
+        if not (isinstance(cls, type) and issubclass(cls, ProgramObject)):
+            raise Refused("super() of a class the program did not define")
+        return super(cls, obj)
+
+    functions: dict[str, Callable[..., Any]] = {
         "print": it.print,
         "len": len,
-        "range": range,
         "abs": abs,
-        "round": round,
-        "float": float,
-        "int": int,
-        "bool": bool,
-        "complex": complex,
+        "round": safe_round,
         "str": safe_str,
-        "isinstance": isinstance,
+        "isinstance": safe_isinstance,
         "list": lambda iterable=(): items(iterable),
         "tuple": lambda iterable=(): tuple(items(iterable)),
         "set": lambda iterable=(): set(items(iterable)),
@@ -747,4 +1092,15 @@ def _safe_builtins(it: Interpreter) -> dict[str, Any]:
         "all": lambda iterable: all(items(iterable)),
         "zip": lambda *iterables: zip(*(it.iterate(x) for x in iterables), strict=False),
         "enumerate": lambda iterable, start=0: enumerate(it.iterate(iterable), start),
+        "iter": safe_iter,
+        "next": safe_next,
+        "super": two_argument_super,
     }
+    found: dict[str, Any] = {name: Builtin(name, f) for name, f in functions.items()}
+    # Real classes, so that isinstance(x, int) and class A(object) work.
+    found.update({"range": range, "int": int, "float": float, "bool": bool,
+                  "complex": complex, "object": object})  # fmt: skip
+    return found
+
+
+_TYPES: dict[str, type] = {"list": list, "tuple": tuple, "set": set, "dict": dict, "str": str}

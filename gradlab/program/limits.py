@@ -7,6 +7,14 @@ too heavy (``torch.utils.flop_counter``'s formulas, and a cubic estimate for
 the ``linalg`` factorisations), or that comes after the time, the op count or
 the total allocation ran out. ``torch.empty`` and friends are filled with
 zeros, so a program never reads memory the server used before.
+
+Time is the CPU time of the thread that runs the program
+(``time.thread_time``), not the wall clock: a program that waits for its turn
+among a class's other programs does not spend its budget waiting. Code the
+program wrote that PyTorch calls back (tensor and module hooks, a custom
+``autograd.Function``'s backward, a ``DataLoader``'s dataset) runs under
+:meth:`Guard.active`, with every limit on, even inside GradLab's own paused
+work such as the captured backward pass.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
 from torch.utils.flop_counter import flop_registry
 
 _CUBIC = ("linalg_", "cholesky", "svd", "qr", "eig", "lu", "inverse", "det", "solve", "lstsq",
@@ -39,7 +47,7 @@ class Limits:
     max_depth: int = 40  # nested calls of program functions
     max_sequence: int = 1_000_000  # elements of a Python list, tuple, range or string
     max_output: int = 100_000  # characters printed
-    timeout: float = 5.0  # seconds of wall time
+    timeout: float = 5.0  # seconds of CPU time of the thread running the program
 
 
 class LimitExceeded(Exception):
@@ -52,7 +60,7 @@ class Guard(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def __init__(self, limits: Limits) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.limits = limits
-        self.deadline = time.monotonic() + limits.timeout
+        self.deadline = time.thread_time() + limits.timeout
         self.ops = 0
         self.bytes = 0
         self.paused = False
@@ -76,7 +84,7 @@ class Guard(TorchDispatchMode):  # type: ignore[no-untyped-call]
 
     def check_time(self) -> None:
         """Raise when the run's time is up."""
-        if time.monotonic() > self.deadline:
+        if time.thread_time() > self.deadline:
             raise LimitExceeded(f"more than {self.limits.timeout:g} s of running time")
 
     @contextmanager
@@ -85,6 +93,19 @@ class Guard(TorchDispatchMode):  # type: ignore[no-untyped-call]
         was, self.paused = self.paused, True
         try:
             yield
+        finally:
+            self.paused = was
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Check every op again: the program's own code runs (a hook, a callback)."""
+        if not self.paused and _get_current_dispatch_mode() is self:
+            yield
+            return
+        was, self.paused = self.paused, False
+        try:
+            with self:
+                yield
         finally:
             self.paused = was
 
