@@ -87,6 +87,12 @@ def add_parser(commands: Any) -> None:
         help=f"address to listen on (default {DEFAULT_HOST}, or as configured)",
     )
     parser.add_argument(
+        "--without-sandbox",
+        action="store_true",
+        help="serve other machines even where the OS sandbox for programs is incomplete: "
+        "their programs then run with only GradLab's interpreter as a wall (a risk)",
+    )
+    parser.add_argument(
         "--trusted",
         action="store_true",
         help="let the app run model code you paste (only when listening on localhost)",
@@ -218,7 +224,25 @@ def plan_from_args(args: argparse.Namespace) -> Launch:
             f"--trusted runs pasted code, so it needs --host 127.0.0.1 (the address "
             f"is {plan.address})."
         )
+    if plan.address not in LOOPBACK and not args.without_sandbox:
+        check_sandbox(plan.address)
     return plan
+
+
+def check_sandbox(address: str) -> None:
+    """Refuse to serve other machines when the OS sandbox for programs is incomplete."""
+    from gradlab.program import sandbox
+
+    found = sandbox.status()
+    if not found.complete:
+        raise GradLabError(
+            f"Not serving on {address}: programs typed in the app run in an OS sandbox "
+            f"(Landlock, seccomp, a network namespace), but {found.reason}. Other people's "
+            "programs would run with only GradLab's interpreter between them and this "
+            "machine. Serve on 127.0.0.1, run it on a Linux machine that has these (kernel "
+            "5.13 or newer, user namespaces enabled), or pass --without-sandbox to take "
+            "that risk."
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -381,13 +381,18 @@ def _address_space() -> int | None:
 
 
 def confine(mode: Mode, limits: Limits) -> None:
-    """Put every layer in place in this process, for good; :class:`SandboxError` if one fails.
+    """Put every layer this machine offers in place, for good; :class:`SandboxError` if one fails.
 
     Call it in a freshly forked (single-threaded) child, after closing every
-    file descriptor it must not keep, and before any untrusted code runs.
+    file descriptor it must not keep, and before any untrusted code runs. A
+    layer the machine lacks (:func:`status`) is skipped: ``gradlab app``
+    refuses to serve other machines then, unless told to take the risk.
     """
-    for layer in _layers(mode, limits):
-        layer()
+    found = status()
+    offered = (found.network_namespace, True, True, found.landlock >= 1, found.seccomp)
+    for layer, available in zip(_layers(mode, limits), offered, strict=True):
+        if available:
+            layer()
 
 
 def _layers(mode: Mode, limits: Limits) -> list[Callable[[], None]]:
