@@ -79,6 +79,8 @@ class RunStore:
         self.path = Path(path) if path is not None else home() / "runs.sqlite"
         self._lock = threading.RLock()
         self._last_ids: dict[int, tuple[str, ...]] = {}
+        if self.path.is_dir():
+            raise GradLabError(f"The run store {self.path} is a folder; name a file (runs.sqlite).")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
@@ -293,7 +295,7 @@ def _bad_info(info: RunInfo) -> str | None:
     """What is wrong with a run read back, if anything (values SQLite let through)."""
     times = [info.created] if info.ended is None else [info.created, info.ended]
     if not all(isinstance(t, float) and 0 <= t < _YEAR_10000 for t in times):
-        return f"a time that is not one ({', '.join(repr(t) for t in times)})"
+        return f"a bad time ({', '.join(repr(t) for t in times)})"
     if info.status not in get_args(RunStatus):
         return f"an unknown state {info.status!r}"
     params = info.config.params

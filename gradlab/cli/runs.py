@@ -87,7 +87,7 @@ def _export(store: RunStore, args: argparse.Namespace) -> int:
 
 def _delete(store: RunStore, args: argparse.Namespace) -> int:
     for run_id in args.ids:
-        store.run(run_id)  # every id checked before anything is deleted
+        store.require(run_id)  # every id checked before anything is deleted (rows unread)
     for run_id in args.ids:
         store.delete(run_id)
     print(f"deleted {len(args.ids)} run(s)")
