@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 MAX_PROGRAM_CHARS = 20_000
+#: The longest token :func:`unpack` reads: a program of MAX_PROGRAM_CHARS characters
+#: of 4 UTF-8 bytes each that zlib could not shrink, in base64.
+MAX_TOKEN_CHARS = (MAX_PROGRAM_CHARS * 4 + 64) * 4 // 3 + 4
+MAX_ID_CHARS = 100  # node and example ids in a link
 View = Literal["plotly", "graphviz"]
 
 
@@ -44,10 +48,24 @@ def pack(program: str) -> str:
 
 
 def unpack(token: str) -> str | None:
-    """The program in a token from :func:`pack`; ``None`` when the token is damaged."""
+    """The program in a token from :func:`pack`; ``None`` when the token is damaged,
+    cut short, too long, or inflates to more than a program may hold (a zlib bomb
+    stops there).
+
+    Examples
+    --------
+    >>> unpack(pack("y = x ** 2")[:-3]), unpack("%%%"), unpack(pack("x = 1" * 5000))
+    (None, None, None)
+    """
+    if len(token) > MAX_TOKEN_CHARS:
+        return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        text = zlib.decompressobj().decompress(raw, MAX_PROGRAM_CHARS * 4).decode()
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(raw, MAX_PROGRAM_CHARS * 4)
+        if not inflater.eof or inflater.unconsumed_tail:
+            return None  # cut short, or more than a program may hold
+        text = data.decode()
     except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
         return None
     return text if len(text) <= MAX_PROGRAM_CHARS else None
@@ -79,12 +97,14 @@ def from_params(params: Mapping[str, str]) -> ViewState:
     view: View = "graphviz" if params.get("view") == "graphviz" else "plotly"
     step = params.get("step", "")
     node = params.get("node", "")
+    example = params.get("example", "")
     return ViewState(
         program=program,
-        example=params.get("example") or None,
+        example=example if example and len(example) <= MAX_ID_CHARS else None,
         view=view,
-        node=node if node.isidentifier() else None,
-        step=int(step) if step.isdigit() else None,
+        node=node if node.isidentifier() and len(node) <= MAX_ID_CHARS else None,
+        # ASCII digits only: "²".isdigit() is true and int() refuses it
+        step=int(step) if step.isascii() and step.isdigit() and len(step) <= 9 else None,
         presenter=params.get("present") == "1",
         predict=params.get("predict") == "1",
     )
