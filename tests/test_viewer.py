@@ -6,6 +6,7 @@ PyTorch computes, and the steps come in the engine's order.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from html.parser import HTMLParser
@@ -178,10 +179,10 @@ def assert_no_overlap(p: dict) -> None:
         rows.setdefault(n["y"], []).append(n)
     for row in rows.values():
         row.sort(key=lambda n: n["x"])
-        for a, b in zip(row, row[1:], strict=False):
+        for a, b in itertools.pairwise(row):
             assert a["x"] + a["w"] / 2 < b["x"] - b["w"] / 2, (a["id"], b["id"])
     layers = [rows[y] for y in sorted(rows)]
-    for upper, lower in zip(layers, layers[1:], strict=False):
+    for upper, lower in itertools.pairwise(layers):
         bottom = max(n["y"] + n["h"] / 2 for n in upper)
         top = min(n["y"] - n["h"] / 2 for n in lower)
         assert bottom < top
@@ -217,7 +218,7 @@ class _Scripts(HTMLParser):
 
 def evil_graph() -> gradlab.graph.Graph:
     G, _, _ = classic_chain()
-    for n, attrs in G.nodes(data=True):
+    for _n, attrs in G.nodes(data=True):
         attrs["name"] = EVIL
         attrs["module"] = EVIL
         attrs["module_type"] = EVIL

@@ -137,6 +137,7 @@ def _traced(x: torch.Tensor, names: dict[str, Any], run_backward: bool | None) -
             "for it. Compute it from a tensor made with requires_grad=True."
         )
     G = trace(x, params=names)
+    _named_values(G, names)
     if run_backward is False or x.grad_fn is None:
         return G
     if x.numel() != 1:
@@ -151,5 +152,24 @@ def _traced(x: torch.Tensor, names: dict[str, Any], run_backward: bool | None) -
     except RuntimeError as exc:
         if run_backward:
             raise GradLabError(f"backward() failed: {str(exc).splitlines()[0]}") from None
-        return trace(x, params=names)  # e.g. the graph was freed by an earlier backward()
+        G = trace(x, params=names)  # e.g. the graph was freed by an earlier backward()
+        _named_values(G, names)
     return G
+
+
+def _named_values(G: Graph, names: dict[str, Any]) -> None:
+    """Forward values of named results that no ``record()`` kept: the variables still hold them.
+
+    ``y = x + 2`` in a notebook: the AddBackward0 node gets ``y``'s value, as
+    it is now (the variable is the op's output itself, unless it was changed in
+    place since).
+    """
+    from gradlab.summary import summarize
+
+    for attrs in G.nodes.values():
+        name = attrs.get("name")
+        if attrs.get("kind") != "op" or attrs.get("value") is not None or name is None:
+            continue
+        t = names.get(name)
+        if isinstance(t, torch.Tensor) and t.grad_fn is not None and t.layout == torch.strided:
+            attrs["value"] = summarize(t.detach())

@@ -129,7 +129,7 @@
     bar.appendChild(this.colorSel);
     bar.appendChild(button("−", "Zoom out", function () { self.zoomBy(1 / 1.25); }));
     bar.appendChild(button("+", "Zoom in", function () { self.zoomBy(1.25); }));
-    bar.appendChild(button("Fit", "Show the whole graph", function () { self.fit(); }));
+    bar.appendChild(button("Fit", "Show the whole graph", function () { self.fit(true); }));
     this.btnPresent = button("Presenter", "Fill the window: the graph and the step panel, big", function () { self.setPresenter(!self.presenter); });
     bar.appendChild(this.btnPresent);
     bar.appendChild(button("Full screen", "Full screen (Esc leaves it)", function () { self.fullscreen(); }));
@@ -445,6 +445,7 @@
     this.frame = requestAnimationFrame(function () { self.frame = null; self.drawCanvas(); });
   };
   Viewer.prototype.drawCanvas = function () {
+    var started = performance.now();
     var c = this.canvas, ctx = this.ctx, dpr = window.devicePixelRatio || 1;
     var W = c.width / dpr, H = c.height / dpr, v = this.view, self = this;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -502,7 +503,7 @@
         ctx.fillText(e.grad, (u.x + w.x) / 2 + 6, (u.y + u.h / 2 + w.y - w.h / 2) / 2);
       });
     }
-    this.lastDraw = performance.now();
+    this.drawMs = performance.now() - started;
     this.root.setAttribute("data-painted", String((this.painted = (this.painted || 0) + 1)));
   };
   var MONO = "ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace";
@@ -521,10 +522,10 @@
   Viewer.prototype.size = function () {
     return { w: this.stage.clientWidth || 600, h: this.stage.clientHeight || 400 };
   };
-  Viewer.prototype.fit = function () {
+  Viewer.prototype.fit = function (whole) {
     var b = this.bounds(), sz = this.size(), pad = 24;
     var s = Math.min((sz.w - 2 * pad) / (b.x1 - b.x0), (sz.h - 2 * pad) / (b.y1 - b.y0), 2.2);
-    if (s < 0.3) {
+    if (s < 0.3 && !whole) {
       // too big to read whole: a readable scale, centred on the output end
       s = 0.5;
       this.view = { s: s, x: sz.w / 2 - ((b.x0 + b.x1) / 2) * s, y: sz.h - pad - b.y1 * s };
@@ -551,7 +552,7 @@
   Viewer.prototype.zoomBy = function (f, cx, cy) {
     var sz = this.size(), v = this.view;
     if (cx === undefined) { cx = sz.w / 2; cy = sz.h / 2; }
-    var s = Math.max(0.005, Math.min(8, v.s * f));
+    var s = Math.max(0.0005, Math.min(8, v.s * f));
     v.x = cx - (cx - v.x) * (s / v.s);
     v.y = cy - (cy - v.y) * (s / v.s);
     v.s = s;
@@ -691,13 +692,14 @@
       setColor: function (c) { view.color = c; view.colorSel.value = c; view.applyColor(); view.draw(); },
       select: function (id) { view.select(id); },
       centerOn: function (id) { return view.centerOn(id, true); },
-      fit: function () { view.fit(); },
+      fit: function (whole) { view.fit(whole !== false); },
       panBy: function (dx, dy) { view.panBy(dx, dy); },
       zoomBy: function (f) { view.zoomBy(f); },
       state: function () {
         return { step: view.k, steps: view.steps.length, predict: view.predict, revealed: view.revealed,
           selected: view.selected === null ? null : view.nodes[view.selected].id, presenter: !!view.presenter,
-          renderer: view.renderer, view: { s: view.view.s, x: view.view.x, y: view.view.y } };
+          renderer: view.renderer, view: { s: view.view.s, x: view.view.x, y: view.view.y },
+          drawMs: view.drawMs === undefined ? null : view.drawMs };
       },
       destroy: function () {
         view.stop();
