@@ -133,6 +133,7 @@ class RunHandle:
         self._stop = False
         self._ended = False
         self._active = 0.0  # seconds spent stepping, for the ETA
+        self._pace: float | None = None  # steps a second at most; None: as fast as it goes
         self._thread = threading.Thread(
             target=self._main, name=f"gradlab-{scenario.name}", daemon=True
         )
@@ -167,6 +168,21 @@ class RunHandle:
             self._paused = True
             self._tokens += 1
             self._cv.notify_all()
+
+    def set_pace(self, rate: float | None) -> None:
+        """Take at most ``rate`` steps a second (``None`` or 0: as fast as it goes).
+
+        A run that would be over in a blink can be slowed to watch it learn; it
+        can be changed while the run goes on.
+        """
+        with self._cv:
+            self._pace = rate if rate is not None and rate > 0 else None
+            self._cv.notify_all()
+
+    @property
+    def pace(self) -> float | None:
+        """The steps a second the run keeps to, or ``None`` (as fast as it goes)."""
+        return self._pace
 
     def stop(self) -> None:
         """End the run after the current step."""
@@ -228,9 +244,11 @@ class RunHandle:
                 self._cv.notify_all()
 
     def _loop(self, source: StepSource, pending: list[StepRecord]) -> RunStatus:
-        flushed = drawn = time.monotonic()
+        flushed = drawn = last = time.monotonic()
         while len(self.records) < self.config.steps:
+            self._keep_pace(last)
             verdict = self._wait_turn(source, pending)
+            last = time.monotonic()
             if verdict is not None:
                 return verdict
             started = time.perf_counter()
@@ -253,6 +271,15 @@ class RunHandle:
                 drawn = now
             check_finite(record_)
         return "finished"
+
+    def _keep_pace(self, last: float) -> None:
+        """With a pace, wait until its next step is due (a stop, pause or Step cuts it short)."""
+        with self._cv:
+            while self._pace is not None and not (self._stop or self._paused or self._tokens):
+                left = last + 1.0 / self._pace - time.monotonic()
+                if left <= 0:
+                    return
+                self._cv.wait(timeout=min(left, 0.25))
 
     def _wait_turn(self, source: StepSource, pending: list[StepRecord]) -> RunStatus | None:
         """Block while paused; ``None`` to take a step, or the final status to end with."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import plotly.graph_objects as go
 
@@ -63,15 +64,32 @@ def _group(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+Axis = Literal["step", "time"]
+AXIS_TITLES: dict[Axis, str] = {"step": "step", "time": "training time (s)"}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
 def curves(
-    records: Sequence[StepRecord], names: Sequence[str], *, title: str = "", log: bool = False
+    records: Sequence[StepRecord],
+    names: Sequence[str],
+    *,
+    title: str = "",
+    log: bool = False,
+    smoothing: float = 0.0,
+    x: Axis = "step",
 ) -> go.Figure:
-    """One line per name (loss, lr or metric) against the step."""
+    """One line per name (loss, lr or metric) against the step or the training time.
+
+    ``smoothing`` (0 to below 1) draws TensorBoard's debiased moving average
+    over a faint line of the raw values; ``log`` puts the values on a log scale
+    (only positive values can be shown there).
+    """
     figure = go.Figure()
-    for name in names:
-        figure.add_trace(_line(records, name, name))
+    for i, name in enumerate(names):
+        for trace in _lines(records, name, name, smoothing, x, PALETTE[i % len(PALETTE)]):
+            figure.add_trace(trace)
     figure.update_layout(
-        title=title, height=HEIGHT, xaxis_title="step", margin={"t": 40, "b": 10},
+        title=title, height=HEIGHT, xaxis_title=AXIS_TITLES[x], margin={"t": 40, "b": 10},
         showlegend=len(names) > 1,
     )  # fmt: skip
     if log:
@@ -79,13 +97,59 @@ def curves(
     return figure
 
 
-def _line(records: Sequence[StepRecord], name: str, label: str) -> go.Scatter:
-    """One series as a line, thinned to at most ``MAX_POINTS`` points."""
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start.
+
+    NaN and infinite values are passed through and do not disturb the average.
+
+    Examples
+    --------
+    >>> smooth([1.0, 2.0, 3.0], 0.0)
+    [1.0, 2.0, 3.0]
+    >>> [round(v, 3) for v in smooth([1.0, 1.0, 4.0], 0.5)]
+    [1.0, 1.0, 2.714]
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing must be at least 0 and below 1, not {weight}")
+    out, last, count = [], 0.0, 0
+    for v in values:
+        if not math.isfinite(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        count += 1
+        out.append(last / (1 - weight**count))
+    return out
+
+
+def elapsed(records: Sequence[StepRecord]) -> dict[int, float]:
+    """Step -> training seconds when it ended (the steps' own wall times, summed)."""
+    total, out = 0.0, {}
+    for r in records:
+        total += r.seconds if math.isfinite(r.seconds) else 0.0
+        out[r.step] = total
+    return out
+
+
+def _lines(
+    records: Sequence[StepRecord], name: str, label: str, smoothing: float, x: Axis, color: str
+) -> list[go.Scatter]:
+    """One series as a line (and its smoothed line), thinned to at most ``MAX_POINTS`` points."""
     steps, values = series(records, name)
     keep = thin(len(steps))
-    return go.Scatter(
-        x=[steps[i] for i in keep], y=[values[i] for i in keep], mode="lines", name=label
-    )
+    where: Sequence[float] = steps
+    if x == "time":
+        at = elapsed(records)
+        where = [at[s] for s in steps]
+    xs = [where[i] for i in keep]
+    line = {"color": color}
+    raw = go.Scatter(x=xs, y=[values[i] for i in keep], mode="lines", name=label, line=line)
+    if smoothing <= 0:
+        return [raw]
+    raw.update(opacity=0.3, showlegend=False, hoverinfo="skip")
+    smoothed = smooth(values, smoothing)  # over every value, then thinned
+    ys = [smoothed[i] for i in keep]
+    return [raw, go.Scatter(x=xs, y=ys, mode="lines", name=label, line=line)]
 
 
 def latest_norms(records: Sequence[StepRecord]) -> dict[str, float]:
@@ -216,12 +280,22 @@ def heatmap(
     return figure
 
 
-def overlay(runs: Mapping[str, Sequence[StepRecord]], name: str = "loss") -> go.Figure:
+def overlay(
+    runs: Mapping[str, Sequence[StepRecord]],
+    name: str = "loss",
+    *,
+    log: bool = False,
+    smoothing: float = 0.0,
+    x: Axis = "step",
+) -> go.Figure:
     """``name`` (loss, lr or a metric) of several runs on one chart, one line per run."""
     figure = go.Figure()
-    for label, records in runs.items():
-        figure.add_trace(_line(records, name, label))
+    for i, (label, records) in enumerate(runs.items()):
+        for trace in _lines(records, name, label, smoothing, x, PALETTE[i % len(PALETTE)]):
+            figure.add_trace(trace)
     figure.update_layout(
-        height=HEIGHT, xaxis_title="step", yaxis_title=name, margin={"t": 10, "b": 10}
+        height=HEIGHT, xaxis_title=AXIS_TITLES[x], yaxis_title=name, margin={"t": 10, "b": 10}
     )
+    if log:
+        figure.update_yaxes(type="log")
     return figure

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS records (
     node_norms BLOB,  -- float64 array, one per id
     PRIMARY KEY (run, step)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS names (
+    run INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL
+);
 """
 
 
@@ -158,6 +162,24 @@ class RunStore:
         text = json.dumps(nx.node_link_data(G, edges="edges"))
         with self._lock, self._db:
             self._db.execute("UPDATE runs SET graph = ? WHERE id = ?", (text, run_id))
+
+    def set_name(self, run_id: int, name: str) -> None:
+        """Name a run (an empty name removes it); names are for people, ids stay."""
+        self.require(run_id)
+        name = " ".join(name.split())[:MAX_NAME]
+        with self._lock, self._db:
+            if name:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO names (run, name) VALUES (?, ?)", (run_id, name)
+                )
+            else:
+                self._db.execute("DELETE FROM names WHERE run = ?", (run_id,))
+
+    def names(self) -> dict[int, str]:
+        """The name of every named run, by id."""
+        with self._lock:
+            rows = self._db.execute("SELECT run, name FROM names").fetchall()
+        return {int(run): str(name) for run, name in rows}
 
     def runs(self) -> list[RunInfo]:
         """Every stored run, newest first."""
@@ -477,3 +499,25 @@ def _alive(pid: object) -> bool:
     except OSError:
         return False
     return True
+
+
+MAX_NAME = 80  # characters in a run's name
+
+
+def matches(info: RunInfo, name: str, query: str) -> bool:
+    """Whether a run fits a filter: every word of ``query`` in its name, id, scenario,
+    status, device or parameters (case does not matter).
+
+    Examples
+    --------
+    >>> from gradlab.records import RunConfig
+    >>> info = RunInfo(3, RunConfig("mlp", {"lr": 0.1}, 100, 0, 0, "cpu"), "finished")
+    >>> matches(info, "baseline", "mlp base"), matches(info, "", "lr=0.1"), matches(info, "", "cnn")
+    (True, True, False)
+    """
+    config = info.config
+    text = " ".join(
+        [name, f"#{info.id}", config.scenario, info.status, config.device]
+        + [f"{k}={v}" for k, v in config.params.items()]
+    ).lower()
+    return all(word in text for word in query.lower().split())

@@ -1,10 +1,12 @@
 """Training: pick a scenario, start it, and watch the loss fall and the gradients flow.
 
 The run goes on in a background thread (:class:`gradlab.background.RunHandle`)
-that writes only to the handle; a fragment on a timer reads it. The handle
-lives in the session, so the run keeps going while the person visits another
-page. Its lease is renewed while the browser session is connected; when the
-tab closes, the run ends as "interrupted" after a grace period.
+that writes only to the handle; a fragment on a timer (:data:`TICK`) reads it.
+The handle lives in the session, so the run keeps going while the person
+visits another page; after a reload the page takes over a run nobody watches,
+or shows the last stored run. Its lease is renewed while the browser session
+is connected; when the tab closes, the run ends as "interrupted" after a grace
+period. A pace (steps a second) slows a run that would be over in a blink.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from gradlab import curves
 from gradlab.background import Lease, RunHandle, live_runs
 from gradlab.errors import GradLabError
 from gradlab.plugins import BoolParam, ChoiceParam, FloatParam, IntParam, Param, Scenario, discover
-from gradlab.records import to_csv, to_json
-from gradlab.runs import RunStore, home
+from gradlab.records import RunInfo, StepRecord, to_csv, to_json
+from gradlab.runs import RunStore, home, matches
 from gradlab.train import configure, devices
 
 from graph_view import show_graph
@@ -28,7 +30,7 @@ from graph_view import show_graph
 RUN = "tr.run"  # the session's RunHandle
 # Seconds a run survives once no browser session watches it (the tab was closed).
 GRACE = float(os.environ.get("GRADLAB_RUN_GRACE", "30"))
-TICK = 1.0  # seconds between live redraws
+TICK = 0.4  # seconds between live redraws: more than twice a second
 FIRST = "linear_regression"  # the scenario offered first
 MAX_STEPS = 200_000  # a run keeps every record in memory for the charts
 
@@ -89,7 +91,11 @@ def start(scenario: Scenario, values: dict[str, Any], paused: bool) -> None:
         return
     store = run_store(str(home() / "runs.sqlite"))
     handle = RunHandle(scenario, config, store=store, lease=Lease(GRACE, session_alive()))
+    handle.set_pace(float(st.session_state.get("tr.pace", 0.0)))
     handle.start(paused=paused)
+    name = str(st.session_state.get("tr.name", "")).strip()
+    if name and handle.run_id is not None:
+        store.set_name(handle.run_id, name)
     if paused:
         handle.step()
     st.session_state[RUN] = handle
@@ -149,7 +155,21 @@ def settings() -> tuple[Scenario, dict[str, Any]] | None:
     )  # fmt: skip
     st.number_input("seed", 0, 2**31 - 1, 0, key="tr.seed")
     st.selectbox("device", devices(), key="tr.device")
+    st.number_input(
+        "pace (steps a second; 0: full speed)", 0.0, 1000.0, 0.0, step=5.0, key="tr.pace",
+        on_change=_repace, help="Slow a run that would be over before anyone sees it learn. "
+        "It can be changed while the run goes on.",
+    )  # fmt: skip
+    st.text_input("run name", key="tr.name", placeholder="optional: find it later by name",
+                  max_chars=80)  # fmt: skip
     return scenario, values
+
+
+def _repace() -> None:
+    """Pace callback: the session's live run keeps to the new pace at once."""
+    handle: RunHandle | None = st.session_state.get(RUN)
+    if handle is not None and handle.live:
+        handle.set_pace(float(st.session_state["tr.pace"]))
 
 
 def live_view(handle: RunHandle) -> None:
@@ -166,90 +186,161 @@ def live_view(handle: RunHandle) -> None:
     view()
 
 
+def chart_options() -> tuple[float, bool, curves.Axis]:
+    """TensorBoard's chart controls: smoothing, a log or linear scale, step or time axis."""
+    st.session_state.setdefault("tr.smooth", 0.6)
+    st.session_state.setdefault("tr.log", True)
+    smoothing, scale, axis = st.columns([2, 1, 1], vertical_alignment="bottom")
+    weight = smoothing.slider("Smoothing", 0.0, 0.99, step=0.01, key="tr.smooth",
+                              help="TensorBoard's moving average; the raw values stay faint.")
+    log = scale.toggle("Log scale", key="tr.log", help="Loss on a log scale (positive values)")
+    x = axis.radio("x axis", list(curves.AXIS_TITLES), key="tr.x", horizontal=True,
+                   format_func={"step": "step", "time": "time"}.__getitem__)  # fmt: skip
+    return weight, log, x
+
+
 def draw(handle: RunHandle) -> None:
     """Progress, curves, the coloured graph, the heatmap, node history and pictures."""
     records = list(handle.records)
     progress = handle.progress()
     eta = f" · ETA {progress.eta:.0f} s" if progress.eta is not None else ""
-    text = f"{handle.scenario.title}: {progress.done}/{progress.total} steps · {handle.status}"
-    st.progress(progress.fraction, text=text + eta)
+    pace = f" · pace {handle.pace:g} steps/s" if handle.pace else ""
+    title = run_title(handle.run_id, handle.scenario.title)
+    text = f"{title}: {progress.done}/{progress.total} steps · {handle.status}"
+    st.progress(progress.fraction, text=text + pace + eta)
     if records:
         rate, seconds = curves.speed(records)
         st.caption(f"{rate:,.0f} samples/s · {1e3 * seconds:.2f} ms per step")
     if handle.error:
         (st.error if handle.status == "failed" else st.warning)(handle.error)
-    if not records:
-        st.info("Waiting for the first step.")
-        return
+    charts(records, handle.graph, key="tr")
+    for i, picture in enumerate(handle.pictures):
+        st.plotly_chart(picture.figure, key=f"tr.pic.{i}", theme=None)
+        st.caption(picture.title)
+
+
+def run_title(run_id: int | None, title: str) -> str:
+    """A run as people call it: its name when it has one, else its number and scenario."""
+    name = run_store(str(home() / "runs.sqlite")).names().get(run_id or -1)
+    return f"{name} (#{run_id})" if name else f"#{run_id} {title}"
+
+
+def charts(records: list[StepRecord], graph: Any, *, key: str) -> None:
+    """The loss and metric curves beside the graph coloured by gradient norm and the heatmap.
+
+    The loss chart is drawn before the first step arrives, so Start shows it at once.
+    """
+    weight, log, x = chart_options()
     left, right = st.columns(2)
     with left:
-        positive = all(r.loss > 0 for r in records)
-        loss = curves.curves(records, ["loss"], title="Loss", log=positive)
-        st.plotly_chart(loss, key="tr.loss")
-        for title, names in curves.metric_groups(records).items():
-            st.plotly_chart(curves.curves(records, names, title=title), key=f"tr.m.{title}")
+        positive = bool(records) and all(r.loss > 0 for r in records)
+        title = "Loss" if records else "Loss (waiting for the first step)"
+        loss = curves.curves(records, ["loss"], title=title, log=log and positive,
+                             smoothing=weight, x=x)  # fmt: skip
+        st.plotly_chart(loss, key=f"{key}.loss")
+        for name, names in curves.metric_groups(records).items():
+            figure = curves.curves(records, names, title=name, smoothing=weight, x=x)
+            st.plotly_chart(figure, key=f"{key}.m.{name}")
         if len({r.lr for r in records}) > 1:
-            st.plotly_chart(curves.curves(records, ["lr"], title="Learning rate"), key="tr.lr")
+            st.plotly_chart(curves.curves(records, ["lr"], title="Learning rate", x=x),
+                            key=f"{key}.lr")  # fmt: skip
     with right:
-        graph_panel(handle, records)
-        for i, picture in enumerate(handle.pictures):
-            st.plotly_chart(picture.figure, key=f"tr.pic.{i}", theme=None)
-            st.caption(picture.title)
+        graph_panel(records, graph, key=key)
 
 
-def graph_panel(handle: RunHandle, records: list[Any]) -> None:
-    """The graph coloured by the latest gradient norms, the heatmap, a node's history."""
+def graph_panel(records: list[StepRecord], graph: Any, *, key: str) -> None:
+    """The graph coloured by the latest gradient norms, the heatmap, a clicked node's history."""
     norms = curves.latest_norms(records)
-    if handle.graph is None or not norms:
+    if graph is None or not norms:
         st.info("No captured step yet: the graph appears on the first one (capture every k > 0).")
         return
-    st.markdown("**Graph, coloured by the latest captured gradient norm**")
     picked = show_graph(
-        handle.graph, key="tr.graph", color=curves.log10_norms(norms), color_label="log₁₀ ‖grad‖"
-    )
+        graph, key=f"{key}.graph", height=420, color="grad", colors=curves.log10_norms(norms),
+        send_selection=True, steps=False, cards=False, select=st.session_state.get(f"{key}.node"),
+        title="Latest captured ‖grad‖; click a node for its history",
+    )  # fmt: skip
     if picked is not None:
-        st.plotly_chart(curves.history(records, picked), key="tr.node")
-    by = st.radio("Heatmap", ["per node", "per layer"], key="tr.by", horizontal=True)
-    data = (
-        curves.node_norms(records, handle.graph)
-        if by == "per node"
-        else curves.layer_norms(records)
+        st.session_state[f"{key}.node"] = picked
+    node = st.session_state.get(f"{key}.node")
+    if node in graph:
+        st.plotly_chart(curves.history(records, node), key=f"{key}.history")
+    by = st.radio("Heatmap", ["per node", "per layer"], key=f"{key}.by", horizontal=True)
+    data = curves.node_norms(records, graph) if by == "per node" else curves.layer_norms(records)
+    st.plotly_chart(curves.heatmap(*data), key=f"{key}.heat")
+
+
+def last_stored(store: RunStore) -> RunInfo | None:
+    """The newest stored run, shown after a reload when nothing runs."""
+    runs = store.runs()
+    return runs[0] if runs else None
+
+
+def show_stored(store: RunStore, info: RunInfo) -> None:
+    """A stored run's charts (the last run, after a reload)."""
+    assert info.id is not None
+    title = run_title(info.id, info.config.scenario)
+    st.progress(
+        info.recorded / info.config.steps if info.config.steps else 1.0,
+        text=f"{title}: {info.recorded}/{info.config.steps} steps · {info.status} (stored)",
     )
-    st.plotly_chart(curves.heatmap(*data), key="tr.heat")
+    if info.error:
+        st.warning(info.error)
+    charts(store.records(info.id), store.graph(info.id), key="tr.stored")
 
 
 def runs_section() -> None:
-    """Stored runs: a table, an overlay of the chosen ones, downloads and delete."""
+    """Stored runs: filter, a table, names, an overlay of the chosen ones, downloads, delete."""
     store = run_store(str(home() / "runs.sqlite"))
     runs = store.runs()
     st.subheader("Runs")
     if not runs:
         st.caption(f"No runs yet. They are kept in {store.path}.")
         return
+    names = store.names()
+    query = st.text_input("Filter runs", key="tr.filter",
+                          placeholder="words from a name, scenario, status or parameter")
+    shown = [i for i in runs if matches(i, names.get(i.id or -1, ""), query)]
     st.dataframe(
         [
             {
-                "id": i.id, "scenario": i.config.scenario, "status": i.status,
-                "steps": f"{i.recorded}/{i.config.steps}", "last loss": i.last_loss,
-                "seed": i.config.seed, "device": i.config.device,
+                "id": i.id, "name": names.get(i.id or -1, ""), "scenario": i.config.scenario,
+                "status": i.status, "steps": f"{i.recorded}/{i.config.steps}",
+                "last loss": i.last_loss, "seed": i.config.seed, "device": i.config.device,
                 "params": ", ".join(f"{k}={v}" for k, v in i.config.params.items()),
             }
-            for i in runs
+            for i in shown
         ],
         hide_index=True, key="tr.table",
     )  # fmt: skip
-    labels = {i.id: f"#{i.id} {i.config.scenario} ({i.status})" for i in runs}
-    chosen = st.multiselect("Compare runs", list(labels), format_func=labels.get, key="tr.chosen")
+    if query and not shown:
+        st.caption(f"No run matches “{query}”.")
+    labels = {
+        i.id: f"{names[i.id]} (#{i.id})" if i.id in names else f"#{i.id} {i.config.scenario}"
+        for i in runs
+    }
+    choices = [i.id for i in shown]
+    kept = [i for i in st.session_state.get("tr.chosen", []) if i in labels]
+    st.session_state["tr.chosen"] = kept
+    chosen = st.multiselect("Compare runs", list(dict.fromkeys([*kept, *choices])),
+                            format_func=labels.get, key="tr.chosen")  # fmt: skip
     if not chosen:
         return
     records = {labels[i]: store.records(i) for i in chosen if i is not None}
     metrics = sorted({k for rs in records.values() for r in rs for k in r.metrics})
     what = st.selectbox("Overlay", ["loss", "lr", *metrics], key="tr.overlay")
-    st.plotly_chart(curves.overlay(records, what), key="tr.overlay.chart")
+    weight = float(st.session_state.get("tr.smooth", 0.0))
+    positive = all(v > 0 for rs in records.values() for v in curves.series(rs, what)[1])
+    x: curves.Axis = st.session_state.get("tr.x", "step")
+    figure = curves.overlay(records, what, log=bool(st.session_state.get("tr.log")) and positive,
+                            smoothing=weight, x=x)  # fmt: skip
+    st.plotly_chart(figure, key="tr.overlay.chart")
     busy = {h.run_id for h in live_runs()}
     for run_id in chosen:
-        a, b, c, d = st.columns([3, 1, 1, 1])
-        a.write(labels[run_id])
+        a, b, c, d = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+        a.text_input(
+            f"Name of run #{run_id}", value=names.get(run_id, ""), key=f"tr.rename.{run_id}",
+            on_change=rename, args=(store, run_id), max_chars=80,
+        )  # fmt: skip
         rs = store.records(run_id)
         b.download_button(
             "CSV", to_csv(rs), file_name=f"run-{run_id}.csv", mime="text/csv",
@@ -266,16 +357,34 @@ def runs_section() -> None:
         )  # fmt: skip
 
 
+def rename(store: RunStore, run_id: int) -> None:
+    """Name field callback: keep the run's new name."""
+    store.set_name(run_id, st.session_state[f"tr.rename.{run_id}"])
+
+
 def delete(store: RunStore, run_id: int) -> None:
     """Button callback: delete a stored run and drop it from the comparison."""
     store.delete(run_id)
     st.session_state["tr.chosen"] = [i for i in st.session_state["tr.chosen"] if i != run_id]
 
 
+def take_over() -> RunHandle | None:
+    """After a reload: the newest run nobody watches any more becomes this session's."""
+    others = [h for h in live_runs() if h.run_id is not None and not h.lease.watched()]
+    if not others:
+        return None
+    handle = others[-1]
+    handle.lease.watch(session_alive())
+    st.session_state[RUN] = handle
+    return handle
+
+
 def main() -> None:
     """The page."""
-    st.title("Training")
+    st.markdown("## Training")
     st.caption("Pick a scenario, press Start, and watch every node's gradient while it learns.")
+    if st.session_state.get(RUN) is None:
+        take_over()  # a reload: the run this tab started goes on here, with its buttons
     form, view = st.columns([1, 3])
     with form:
         picked = settings()
@@ -287,20 +396,15 @@ def main() -> None:
             st.error(error)
     with view:
         handle: RunHandle | None = st.session_state.get(RUN)
-        if handle is None:
-            # Runs whose browser session has gone (a reload, a closed tab) may be taken over.
-            others = [h for h in live_runs() if h.run_id is not None and not h.lease.watched()]
-            if others:
-                st.info(f"{len(others)} run(s) going on from an earlier visit.")
-                for h in others:
-                    if st.button(f"Watch #{h.run_id} {h.scenario.title}", key=f"tr.adopt.{h.key}"):
-                        h.lease.watch(session_alive())
-                        st.session_state[RUN] = h
-                        st.rerun()
-            else:
-                st.info("Press Start to train, or Step to take one step at a time.")
-        else:
+        if handle is not None:
             live_view(handle)
+        else:
+            store = run_store(str(home() / "runs.sqlite"))
+            last = last_stored(store)
+            if last is None:
+                st.info("Press Start to train, or Step to take one step at a time.")
+            else:
+                show_stored(store, last)
     runs_section()
 
 
