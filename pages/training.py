@@ -408,4 +408,7 @@ def main() -> None:
     runs_section()
 
 
-main()
+try:
+    main()
+except GradLabError as exc:  # a damaged or unwritable run store: its one line, not a traceback
+    st.error(str(exc))

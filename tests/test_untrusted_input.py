@@ -545,3 +545,27 @@ def test_the_playground_opens_a_hostile_link_without_an_exception() -> None:
     at.switch_page("playground.py")
     at.run()
     assert not at.exception, at.exception
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage_kind", ["not sqlite", "bad row"])
+def test_the_training_page_says_what_is_wrong_with_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage_kind: str
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    path = tmp_path / "runs.sqlite"
+    if damage_kind == "not sqlite":
+        path.write_text("not a database\n" * 50)
+        expected = "is not a SQLite database"
+    else:
+        run = real_store(path)
+        damage(path, "UPDATE runs SET status = 'exploded'")
+        expected = f"gradlab runs delete {run}"
+    monkeypatch.setenv("GRADLAB_HOME", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "pages" / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("training.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert any(expected in e.value for e in at.error), [e.value for e in at.error]
