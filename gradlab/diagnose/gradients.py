@@ -66,6 +66,15 @@ _TEXT: dict[str, tuple[str, str, str]] = {
         "Check that the loss is computed from them, outside torch.no_grad(), without "
         ".detach() or .data; diagnose a shorter run (one step) to see the place.",
     ),
+    "checkpoint": (
+        "The gradient path is cut inside a reentrant checkpoint",
+        "These parameters are used inside torch.utils.checkpoint with use_reentrant=True: its "
+        "forward runs under no_grad and is run again during backward(), and that second run "
+        "gave them no gradient, so something inside the checkpointed function cuts their path "
+        "(.detach(), .data, torch.no_grad()).",
+        "Look for the cut inside the checkpointed function; call it once without checkpoint "
+        "(or with use_reentrant=False) and GradLab shows where the path breaks.",
+    ),
     "other": (
         "The gradient path is cut",
         "An op on the way from these leaves to the loss returned a result without history "
@@ -115,6 +124,8 @@ def find(ev: Evidence) -> list[Finding]:
     rejoin: dict[tuple[str, int], str | None] = {}
     for name in missing:
         cut = find_cut(ev.calls, ev.params[name], ev) if ev.calls is not None else None
+        if cut is not None and cut.cause == "no_grad" and _reentrant_checkpoint(ev):
+            cut = Cut("checkpoint", -2, cut.op, None)
         unsure = "unused" if ev.calls_complete else "unreached"
         key = (cut.cause, cut.at) if cut else (unsure, -1)
         groups.setdefault(key, []).append(name)
@@ -124,6 +135,16 @@ def find(ev: Evidence) -> list[Finding]:
         nodes = (where,) if where else ()
         findings.append(_finding(cause, names, nodes, "error"))
     return findings
+
+
+def _reentrant_checkpoint(ev: Evidence) -> bool:
+    """Whether the loss's graph holds a reentrant checkpoint, whose forward ran under no_grad."""
+    if ev.loss is None or ev.loss.grad_fn is None:
+        return False
+    from gradlab.trace import walk
+
+    fns, _ = walk([ev.loss.grad_fn])
+    return any(type(fn).__name__ == "CheckpointFunctionBackward" for fn in fns)
 
 
 def _no_graph_error(ev: Evidence) -> bool:
@@ -140,6 +161,7 @@ def find_cut(calls: list[Call] | None, leaf: torch.Tensor, ev: Evidence) -> Cut 
     if not calls:
         return None
     tainted = {id(leaf)}
+    first: Cut | None = None
     for i, call in enumerate(calls):
         inputs = call.inputs()
         if not any(id(a) in tainted for a in inputs):
@@ -147,9 +169,14 @@ def find_cut(calls: list[Call] | None, leaf: torch.Tensor, ev: Evidence) -> Cut 
         outputs = call.outputs()
         tainted.update(id(o) for o in outputs)
         if _cuts(call, inputs, outputs, tainted):
-            cause = _cause(call, calls, i)
-            return Cut(cause, i, call.name, _rejoin(calls, i, ev))
-    return None
+            cut = Cut(_cause(call, calls, i), i, call.name, _rejoin(calls, i, ev))
+            if cut.rejoin is not None:
+                return cut
+            # A cut value that never joins the loss's graph is not the break on the way
+            # to it (model.to(memory_format=...) copies each weight under no_grad): keep
+            # looking, and fall back on it.
+            first = first or cut
+    return first
 
 
 def _cuts(call: Call, inputs: list[object], outputs: list[object], tainted: set[int]) -> bool:

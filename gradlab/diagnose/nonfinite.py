@@ -91,18 +91,32 @@ def find(ev: Evidence) -> list[Finding]:
 
 def forward_culprit(calls: list[Call], ev: Evidence) -> Finding | None:
     """The first call that turned finite inputs into a non-finite output."""
+    buffers = _buffers(ev)
     for call in calls:
         outputs = [o for o in call.outputs() if isinstance(o, torch.Tensor)]
         bad = next((o for o in outputs if not finite(o.detach())), None)
         if bad is None:
             continue
-        inputs = [a for a in call.inputs() if isinstance(a, torch.Tensor) and a is not bad]
+        if id(bad) in buffers or (bad is call.out and bad._version != call.version):
+            # Written in place since: what it holds now is not what this call made (a
+            # BatchNorm's running statistics, made by zeros() and overwritten by every
+            # batch_norm, even without a version bump).
+            continue
+        given = call.inputs()
+        inputs = [a for a in given if isinstance(a, torch.Tensor) and a is not bad]
         if not all(finite(a.detach()) for a in inputs):
             continue
         ranges = [_range(a) for a in inputs if a.is_floating_point()]
         node = ev.index.tensor(bad)
         return _forward_finding(call.name, ranges, _counts(bad), (node,) if node else ())
     return None
+
+
+def _buffers(ev: Evidence) -> set[int]:
+    """The ids of the buffers of the model, or of every layer the code called."""
+    if ev.model is not None:
+        return {id(b) for b in ev.model.buffers()}
+    return {id(b) for c in ev.modules for b in c.module.buffers(recurse=False)}
 
 
 def _forward_from_graph(G: Graph | None) -> Finding | None:

@@ -43,6 +43,7 @@ class Call:
     kwargs: dict[str, Any] | None
     out: Any
     grad_enabled: bool
+    version: int = -1  # the output's version counter right after the call (-1: not a tensor)
 
     @property
     def name(self) -> str:
@@ -97,7 +98,8 @@ class CallWatch(TorchFunctionMode):
             self.truncated = True
         elif not (self.skip_gradlab and _from_gradlab()):
             # A tight loop: keep references only.
-            self.calls.append(Call(func, args, kwargs, out, torch.is_grad_enabled()))
+            version = out._version if isinstance(out, torch.Tensor) else -1
+            self.calls.append(Call(func, args, kwargs, out, torch.is_grad_enabled(), version))
         return out
 
     def _backward(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
