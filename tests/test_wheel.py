@@ -106,3 +106,15 @@ def test_installed_pages_run_without_exception(wheel_env: Path, tmp_path: Path) 
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pages" in result.stdout
+
+
+def test_the_viewer_ships_in_the_wheel(wheel_env: Path, tmp_path: Path) -> None:
+    site = site_packages(wheel_env)
+    assert (site / "gradlab" / "viewer" / "static" / "viewer.js").is_file()
+    assert (site / "gradlab" / "viewer" / "static" / "viewer.css").is_file()
+    result = subprocess.run(
+        [wheel_env / "bin" / "gradlab", "export", "--preset", "linear", "-o", "linear.html"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "window.GradLabViewer" in (tmp_path / "linear.html").read_text("utf-8")

@@ -10,12 +10,18 @@
  */
 (function () {
   "use strict";
+  if (window.GradLabViewer && window.GradLabViewer.version === 1) return; // loaded twice: keep one
   var SVG_NS = "http://www.w3.org/2000/svg";
   var CANVAS_FROM = 400; // nodes
   var SPEEDS = { "0.5×": 1600, "1×": 800, "2×": 400, "4×": 200 };
   var instances = [];
   var active = null; // the viewer the keys go to: the last one touched, or the last mounted
 
+  // the element an event started on, also inside a shadow root (where ev.target is the host)
+  function origin(ev) {
+    var path = ev.composedPath ? ev.composedPath() : null;
+    return path && path.length ? path[0] : ev.target;
+  }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -188,7 +194,7 @@
     root.addEventListener("pointerdown", function () { active = self; }, true);
     // a click on a control leaves the keys with the viewer, not the control
     bar.addEventListener("click", function (ev) {
-      var t = ev.target;
+      var t = origin(ev);
       if (t && t.tagName !== "SELECT" && t.tagName !== "INPUT") self.refocus();
     });
     if (typeof ResizeObserver !== "undefined") {
@@ -198,7 +204,8 @@
   };
 
   Viewer.prototype.refocus = function () {
-    var a = document.activeElement;
+    var scope = this.root.getRootNode ? this.root.getRootNode() : document;
+    var a = scope.activeElement || document.activeElement;
     if (a && a !== this.root && this.root.contains(a) && a.blur) a.blur();
     try { this.root.focus({ preventScroll: true }); } catch (e) { this.root.focus(); }
   };
@@ -230,7 +237,16 @@
     this.fills = this.nodes.map(function (n) { return n.fill; });
     while (this.legend.firstChild) this.legend.removeChild(this.legend.firstChild);
     if (this.color === "kind") {
-      this.legend.style.display = "none";
+      var fill = this.data.fill || {}, seen = {}, legend = this.legend;
+      this.nodes.forEach(function (n) { seen[n.kind] = true; });
+      [["leaf", "leaf"], ["op", "op"], ["output", "output"], ["module", "module"]].forEach(function (k) {
+        if (!seen[k[0]] || !fill[k[0]]) return;
+        var sw = el("span", "glv-swatch");
+        sw.style.background = fill[k[0]];
+        legend.appendChild(sw);
+        legend.appendChild(el("span", null, k[1]));
+      });
+      this.legend.style.display = "";
       return;
     }
     var vals = this.nodes.map(function (n) { return n[key]; }).filter(function (v) { return v !== null && v !== undefined; });
@@ -474,7 +490,34 @@
     var text = v.s * (this.data.font || 13) >= 6, line = this.data.line || 17;
     ctx.font = "bold " + (this.data.font || 13) + "px " + MONO;
     ctx.textBaseline = "alphabetic";
-    for (var i = 0; i < nodes.length; i++) {
+    if (!text) {
+      // zoomed out: one path per fill colour, one stroke, then the marked boxes on top
+      var groups = {}, marked = [];
+      for (var q = 0; q < nodes.length; q++) {
+        var m = nodes[q];
+        if (m.x + m.w / 2 < x0 || m.x - m.w / 2 > x1 || m.y + m.h / 2 < y0 || m.y - m.h / 2 > y1) continue;
+        (groups[this.fills[q]] = groups[this.fills[q]] || []).push(m);
+        if (this.outline[q] || q === cur || q === this.selected) marked.push(q);
+      }
+      ctx.strokeStyle = "#555";
+      ctx.lineWidth = 1 / v.s;
+      var all = new Path2D();
+      Object.keys(groups).forEach(function (colour) {
+        var path = new Path2D();
+        groups[colour].forEach(function (m) { path.rect(m.x - m.w / 2, m.y - m.h / 2, m.w, m.h); });
+        ctx.fillStyle = colour;
+        ctx.fill(path);
+        all.addPath(path);
+      });
+      ctx.stroke(all);
+      marked.forEach(function (q) {
+        var m = nodes[q], colour = q === self.selected ? "#7b2cbf" : q === cur ? "#1f6feb" : self.outline[q];
+        ctx.strokeStyle = colour;
+        ctx.lineWidth = 4 / v.s;
+        ctx.strokeRect(m.x - m.w / 2, m.y - m.h / 2, m.w, m.h);
+      });
+    }
+    for (var i = 0; text && i < nodes.length; i++) {
       var n = nodes[i];
       if (n.x + n.w / 2 < x0 || n.x - n.w / 2 > x1 || n.y + n.h / 2 < y0 || n.y - n.h / 2 > y1) continue;
       var bx = n.x - n.w / 2, by = n.y - n.h / 2;
@@ -485,9 +528,8 @@
       if (i === cur) { stroke = "#1f6feb"; width = 5; }
       if (i === this.selected) { stroke = "#7b2cbf"; width = 5; }
       ctx.strokeStyle = stroke;
-      ctx.lineWidth = Math.max(width, width / v.s * 0.5);
+      ctx.lineWidth = width;
       ctx.strokeRect(bx, by, n.w, n.h);
-      if (!text) continue;
       var lines = this.nodeLines(i);
       ctx.fillStyle = "#111";
       for (var l = 0; l < lines.length; l++) {
@@ -620,7 +662,7 @@
         if (drag.moved > 3) { self.panBy(dx, dy); stage.classList.add("glv-dragging"); }
         return;
       }
-      if (!stage.contains(ev.target)) { self.tip.style.display = "none"; return; }
+      if (!stage.contains(origin(ev))) { self.tip.style.display = "none"; return; }
       var i = self.nodeAt(ev.clientX, ev.clientY);
       if (i < 0) { self.tip.style.display = "none"; return; }
       var r = stage.getBoundingClientRect();
@@ -638,7 +680,7 @@
       var click = drag.moved <= 3;
       drag = null;
       stage.classList.remove("glv-dragging");
-      if (click && stage.contains(ev.target)) {
+      if (click && stage.contains(origin(ev))) {
         var i = self.nodeAt(ev.clientX, ev.clientY);
         if (i >= 0) self.select(self.nodes[i].id);
       }
@@ -646,7 +688,7 @@
   };
 
   Viewer.prototype.key = function (ev) {
-    var t = ev.target, tag = t && t.tagName;
+    var t = origin(ev), tag = t && t.tagName;
     if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
     if (tag === "INPUT" && t.type !== "checkbox" || tag === "TEXTAREA" || tag === "SELECT" || (t && t.isContentEditable)) return;
     var k = ev.key, handled = true;
@@ -662,9 +704,9 @@
   };
 
   document.addEventListener("keydown", function (ev) {
-    var target = active && document.contains(active.root) ? active : null;
+    var target = active && active.root.isConnected ? active : null;
     if (!target) {
-      for (var i = instances.length - 1; i >= 0; i--) if (document.contains(instances[i].root)) { target = instances[i]; break; }
+      for (var i = instances.length - 1; i >= 0; i--) if (instances[i].root.isConnected) { target = instances[i]; break; }
     }
     if (target) target.key(ev);
   });
