@@ -23,6 +23,7 @@ runs (the command line).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -144,6 +145,8 @@ def _close_all_but(*keep: int) -> None:
 
 
 def _reply(fd: int, message: dict[str, Any]) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    message["cpu"] = round(usage.ru_utime + usage.ru_stime, 3)
     data = json.dumps(message).encode()
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
@@ -190,8 +193,20 @@ class Child:
             self.kill("too_large")
             self.closed = True
 
+    def answer(self) -> dict[str, Any] | None:
+        """The reply as soon as the child has sent a whole one (it then only has to exit)."""
+        if self.stopped is not None:
+            return None
+        message = _frame(bytes(self.data))
+        if message is None:
+            return None
+        cpu = message.get("cpu")
+        return {"id": self.id, "cpu": cpu if isinstance(cpu, int | float) else None,
+                "seconds": round(time.monotonic() - self.started, 3),
+                **{k: message.get(k) for k in ("status", "message", "reply")}}  # fmt: skip
+
     def outcome(self, status_code: int, usage: Any) -> dict[str, Any]:
-        """The reply to the server once the child has exited."""
+        """The reply once the child has exited without sending one whole."""
         cpu = round(usage.ru_utime + usage.ru_stime, 3) if usage is not None else None
         base = {"id": self.id, "cpu": cpu, "seconds": round(time.monotonic() - self.started, 3)}
         if self.stopped == "too_large":
@@ -199,9 +214,9 @@ class Child:
             return base | {"status": "too_large", "message": f"the result is over {limit} bytes"}
         if self.stopped in ("timeout", "cancelled"):
             return base | {"status": self.stopped, "message": ""}
-        message = _frame(bytes(self.data))
-        if message is not None:
-            return base | {k: message.get(k) for k in ("status", "message", "reply")}
+        answer = self.answer()
+        if answer is not None:
+            return answer
         signum = -status_code if status_code < 0 else 0
         if signum in (signal.SIGXCPU, signal.SIGKILL):
             return base | {"status": "timeout", "message": ""}
@@ -307,6 +322,10 @@ def warm(tasks: tuple[str, ...] = tuple(TASKS)) -> None:
             conv(torch.randn(1, 1, 8, 8)).sum().backward()
             torch.nn.LSTM(3, 4)(torch.randn(2, 1, 3))[0].sum().backward()
     wire.classes()
+    # Children share the parent's memory until they write to it; the collector would
+    # write to every object it walks. Frozen objects are never walked.
+    gc.collect()
+    gc.freeze()
 
 
 class _Server:
@@ -314,7 +333,8 @@ class _Server:
 
     def __init__(self, inbox: BinaryIO, outbox: BinaryIO) -> None:
         self.inbox, self.outbox = inbox, outbox
-        self.children: dict[int, Child] = {}  # by pipe fd
+        self.children: dict[int, Child] = {}  # running, by pipe fd
+        self.exiting: dict[int, float] = {}  # pid -> when it answered: reaped in passing
         self.selector = selectors.DefaultSelector()
         self.buffer = bytearray()
         self.open = True
@@ -328,7 +348,7 @@ class _Server:
         fd = self.inbox.fileno()
         os.set_blocking(fd, False)
         self.selector.register(fd, selectors.EVENT_READ)
-        while self.open or self.children:
+        while self.open or self.children or self.exiting:
             for key, _ in self.selector.select(timeout=0.05):
                 if key.fd == fd:
                     self.receive(fd)
@@ -336,10 +356,17 @@ class _Server:
                     self.children[key.fd].read()
             now = time.monotonic()
             for child in list(self.children.values()):
+                answer = child.answer()
+                if answer is not None:  # reply now; the exit is the kernel's business
+                    self.forget(child)
+                    self.exiting[child.pid] = now
+                    self.send(answer)
+                    continue
                 if not child.closed and now > child.wall:
                     child.kill("timeout")
                 if child.closed or child.stopped:
                     self.reap(child)
+            self.reap_exiting(now)
 
     def receive(self, fd: int) -> None:
         try:
@@ -379,7 +406,13 @@ class _Server:
         self.selector.register(child.fd, selectors.EVENT_READ)
         self.send({"id": child.id, "status": "started"})
 
+    def forget(self, child: Child) -> None:
+        self.selector.unregister(child.fd)
+        os.close(child.fd)
+        del self.children[child.fd]
+
     def reap(self, child: Child) -> None:
+        """A child that closed its pipe or was killed without a whole reply: why it ended."""
         if child.stopped is None:  # it closed its pipe: it should be exiting
             pid, status_code, usage = os.wait4(child.pid, os.WNOHANG)
             if pid == 0:
@@ -390,10 +423,22 @@ class _Server:
                 pid, status_code, usage = os.wait4(child.pid, 0)
         else:
             pid, status_code, usage = os.wait4(child.pid, 0)
-        self.selector.unregister(child.fd)
-        os.close(child.fd)
-        del self.children[child.fd]
+        self.forget(child)
         self.send(child.outcome(os.waitstatus_to_exitcode(status_code), usage))
+
+    def reap_exiting(self, now: float) -> None:
+        for pid, answered in list(self.exiting.items()):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done == 0 and now - answered > 2:  # answered, then lingered: end it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                done = pid
+            if done:
+                del self.exiting[pid]
 
 
 def main() -> None:
