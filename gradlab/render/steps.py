@@ -15,6 +15,8 @@ def who(G: Graph, n: str) -> str:
         return f"the output {attrs.get('name') or attrs.get('label')}"
     if kind == "leaf":
         return f"leaf {attrs.get('name') or n}"
+    if kind == "module":  # a collapsed view's module call
+        return f"the module {attrs.get('label')}"
     op = str(attrs.get("op"))
     if op == "AccumulateGrad":
         leaf = next((u for u in G.predecessors(n) if G.nodes[u]["kind"] == "leaf"), None)

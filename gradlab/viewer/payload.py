@@ -102,8 +102,6 @@ def _box_lines(attrs: NodeAttrs) -> list[str]:
     title = str(attrs.get("label"))
     if kind == "op" and attrs.get("name"):
         title += f" → {attrs['name']}"
-    if kind == "module" and attrs.get("repeat", 1) > 1:
-        title += f" ×{attrs['repeat']}"
     lines = [clip(title)]
     if kind == "op" and attrs.get("op") == "AccumulateGrad":
         return [*lines, clip("grad " + _short_or_dash(attrs.get("grad")))]
@@ -237,17 +235,18 @@ def _reach(D: Graph, ran: list[Step]) -> dict[str, float]:
     if not ran:
         return {}
     out: dict[str, float] = {}
+    index = {s.node: float(s.index) for s in ran}  # a collapsed view keeps the traced steps
     for n in reversed(list(_topological(D))):
         attrs = D.nodes[n]
         kind = attrs["kind"]
         if kind == "output":
             out[n] = -1.0
-        elif kind == "op" and attrs.get("step") is not None:
-            out[n] = float(attrs["step"])
+        elif n in index:
+            out[n] = index[n]
         else:
             after = [out[s] for s in D.successors(n) if s in out]
-            if after:
-                out[n] = max(after) if kind == "leaf" else max(after) + 0.5
+            if after:  # a module's own ops ran after the last step shown, if not before
+                out[n] = max(after) if kind == "leaf" else min(max(after) + 0.5, len(ran) - 1)
     return out
 
 
