@@ -82,6 +82,10 @@ def test_app_from_another_folder(wheel_env: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", server)  # type: ignore[arg-type]
+        # gradlab app replaced itself with streamlit run: the product settings travel too.
+        flags = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"--client.showErrorDetails=none" in flags
+        assert b"--client.toolbarMode=viewer" in flags
     finally:
         server.terminate()
         server.wait(10)
