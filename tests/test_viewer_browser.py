@@ -332,5 +332,27 @@ def test_big_graphs_draw_on_a_canvas_and_still_click(offline: Any, files: dict[s
     p.mouse.down()
     p.mouse.move(500, 200, steps=5)
     p.mouse.up()
-    p.wait_for_function(f"+document.querySelector('.glv').dataset.painted > {painted}")
+    p.wait_for_selector(f".glv:not([data-painted='{painted}'])")
     shot(p, "canvas")
+
+
+def test_play_runs_to_the_end_and_full_screen_fills_the_window(
+    offline: Any, files: dict[str, Path]
+) -> None:
+    p = offline
+    open_file(p, files["chain"])
+    p.select_option(".glv-speed", "4×")
+    p.click("text=Play")
+    assert p.inner_text(".glv-bar button:has-text('Pause')") == "Pause"
+    p.wait_for_selector(".glv[data-step='4']")  # attribute waits: the page's CSP forbids eval
+    p.wait_for_selector(".glv-bar button:text-is('Play')")  # it stops by itself at the end
+    p.click("text=Play")  # from the end: starts again from the top
+    p.wait_for_selector(".glv:not([data-step='4'])")
+    p.click("text=Pause")
+    stopped = step(p)
+    p.keyboard.press("ArrowRight")
+    assert step(p) == min(stopped + 1, 4)
+    p.click("text=Full screen")
+    p.wait_for_selector(".glv:fullscreen, .glv.glv-presenter")
+    box = p.locator(".glv").bounding_box()
+    assert box["width"] >= 1279 and box["height"] >= 719
