@@ -90,3 +90,14 @@ def test_a_machine_without_the_layers_still_runs_programs_locally(
     result = pool.run_program("x = torch.tensor([2., 3.], requires_grad=True)\n"
                               "(x ** 2).sum().backward()", here=True)  # fmt: skip
     assert result.ok and result.variables[0].grad["values"] == [4.0, 6.0]
+
+
+def test_a_teacher_sets_the_programs_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradlab.program import pool
+
+    monkeypatch.setenv("GRADLAB_PROGRAM_SECONDS", "0.5")
+    result = pool.run_program("while True:\n    pass", here=True)
+    assert result.error is not None and "0.5 s" in result.error.message
+    monkeypatch.setenv("GRADLAB_PROGRAM_SECONDS", "soon")
+    with pytest.raises(pool.WorkerError, match="GRADLAB_PROGRAM_SECONDS"):
+        pool.program_limits()

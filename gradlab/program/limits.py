@@ -20,10 +20,11 @@ work such as the captured backward pass.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,7 +48,17 @@ class Limits:
     max_depth: int = 40  # nested calls of program functions
     max_sequence: int = 1_000_000  # elements of a Python list, tuple, range or string
     max_output: int = 100_000  # characters printed
-    timeout: float = 5.0  # seconds of CPU time of the thread running the program
+    # seconds of CPU time of the thread running the program (GRADLAB_PROGRAM_SECONDS, else 5)
+    timeout: float = field(default_factory=lambda: default_seconds())
+
+
+def default_seconds() -> float:
+    """A program's CPU seconds: ``GRADLAB_PROGRAM_SECONDS`` when it is a positive number, else 5."""
+    try:
+        seconds = float(os.environ.get("GRADLAB_PROGRAM_SECONDS", "5"))
+    except ValueError:
+        return 5.0
+    return seconds if 0 < seconds < 1e6 else 5.0
 
 
 class LimitExceeded(Exception):

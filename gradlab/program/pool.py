@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,7 +43,8 @@ from gradlab.program.worker import Status
 JobState = Literal["queued", "running", "done"]
 _HEADER_SIZE = 4
 #: Environment the worker parent keeps: nothing secret of the server's reaches a program.
-_KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
+_KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL_ENV", "TZ",
+             "GRADLAB_PROGRAM_SECONDS")  # fmt: skip
 START_TIMEOUT = 120.0  # seconds for the worker parent to import torch and warm up
 
 
@@ -399,8 +400,35 @@ def run_here(task: str, args: dict[str, Any], limits: sandbox.Limits) -> Outcome
 
 # -- the tasks, as the rest of GradLab calls them ----------------------------------------
 
-#: A program's limits: the interpreter's own 5 s comes first, with its message.
-PROGRAM_LIMITS = sandbox.Limits(cpu_seconds=8.0, memory_mb=3072)
+def program_limits(environ: Mapping[str, str] | None = None) -> tuple[float, sandbox.Limits]:
+    """A program's CPU seconds (the interpreter's limit) and its worker's OS limits.
+
+    ``GRADLAB_PROGRAM_SECONDS`` (default 5) and ``GRADLAB_PROGRAM_MEMORY_MB``
+    (default 3072) change them; the kernel's CPU limit sits 3 s above the
+    interpreter's, so the interpreter's message normally comes first.
+
+    Examples
+    --------
+    >>> program_limits({"GRADLAB_PROGRAM_SECONDS": "20"})
+    (20.0, Limits(cpu_seconds=23.0, memory_mb=3072, open_files=64))
+    """
+    env = os.environ if environ is None else environ
+    seconds = _positive(env, "GRADLAB_PROGRAM_SECONDS", 5.0)
+    memory = int(_positive(env, "GRADLAB_PROGRAM_MEMORY_MB", 3072))
+    return seconds, sandbox.Limits(cpu_seconds=seconds + 3, memory_mb=memory)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e6:
+        raise WorkerError(f"{name}={text!r} is not a positive number; unset it or give one.")
+    return value
 
 
 def run_program(
@@ -420,7 +448,7 @@ def run_program(
     outcome = _outcome("program", source, session, on_wait, pool, here)
     if outcome.ok and isinstance(outcome.value, ProgramResult):
         return outcome.value
-    return ProgramResult(source, error=failure(outcome, PROGRAM_LIMITS))
+    return ProgramResult(source, error=failure(outcome, program_limits()[1]))
 
 
 def diagnose_program(
@@ -441,7 +469,7 @@ def diagnose_program(
     outcome = _outcome("diagnose_program", source, session, on_wait, pool, here)
     if outcome.ok and isinstance(outcome.value, Report):
         return outcome.value
-    raise GradLabError(failure(outcome, PROGRAM_LIMITS).message)
+    raise GradLabError(failure(outcome, program_limits()[1]).message)
 
 
 def _outcome(
@@ -452,11 +480,11 @@ def _outcome(
     pool: Pool | None,
     here: bool,
 ) -> Outcome:
+    _, limits = program_limits()  # the interpreter reads its seconds from the environment
+    args = {"source": source}
     if here:
-        return run_here(task, {"source": source}, PROGRAM_LIMITS)
-    job = (pool or shared()).submit(task, {"source": source}, session=session,
-                                    limits=PROGRAM_LIMITS)  # fmt: skip
-    return wait(job, on_wait)
+        return run_here(task, args, limits)
+    return wait((pool or shared()).submit(task, args, session=session, limits=limits), on_wait)
 
 
 def failure(outcome: Outcome, limits: sandbox.Limits) -> Any:
@@ -464,7 +492,7 @@ def failure(outcome: Outcome, limits: sandbox.Limits) -> Any:
     from gradlab.program.run import ProgramError
 
     if outcome.status == "timeout":
-        used = f"its {limits.cpu_seconds:g} s of CPU time"
+        used = f"its {limits.cpu_seconds - 3:g} s of CPU time"
         return ProgramError("limit", 1, f"stopped: the program used {used} (an endless loop, "
                             "or one step that does too much?)")  # fmt: skip
     if outcome.status == "memory":
