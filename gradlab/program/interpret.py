@@ -489,6 +489,9 @@ class Interpreter:
     def call(self, func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         check_call(func)
         _check_arguments(func, args, kwargs)
+        if not isinstance(func, ProgramCode):  # torch.tensor(a) walks a nested list whole
+            for value in (*args, *kwargs.values()):
+                _bound_nested(value, self.limits.max_sequence)
         return self.on_call(func, args, kwargs)
 
     def iterate(self, value: Any) -> Iterator[Any]:
@@ -585,17 +588,19 @@ class Function(ProgramCode):
             scope["__class__"], scope["__self__"] = self.owner, args[0]  # for super()
         interpreter.depth += 1
         line = interpreter.line
+        result: Any = None
         try:
             with _limits_on(interpreter):
                 if isinstance(self._body, list):
                     interpreter.exec_block(self._body, scope)
-                    return None
-                return interpreter.eval(self._body, scope)
+                else:
+                    result = interpreter.eval(self._body, scope)
         except _Return as done:
-            return done.value
+            result = done.value
         finally:
             interpreter.depth -= 1
-            interpreter.line = line
+        interpreter.line = line  # an error keeps the line inside the function, as Python does
+        return result
 
     def _bind(self, scope: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         spec = self._arguments
@@ -676,7 +681,9 @@ def _eval_subscript(it: Interpreter, node: ast.Subscript, scope: dict[str, Any])
     container = it.eval(node.value, scope)
     if isinstance(container, type | types.ModuleType):
         raise Refused(f"indexing {container.__name__}")
-    return check_value(container[it.eval(node.slice, scope)], "an index")
+    key = it.eval(node.slice, scope)
+    _bound_nested(key, it.limits.max_sequence)
+    return check_value(container[key], "an index")
 
 
 def _eval_slice(it: Interpreter, node: ast.Slice, scope: dict[str, Any]) -> Any:
@@ -796,7 +803,10 @@ def _eval_list(it: Interpreter, node: ast.List | ast.Tuple | ast.Set, scope: dic
             items.append(it.eval(element, scope))
     if isinstance(node, ast.Tuple):
         return tuple(items)
-    return set(items) if isinstance(node, ast.Set) else items
+    if isinstance(node, ast.Set):
+        _bound_nested(items, it.limits.max_sequence)  # hashing a tuple walks it whole
+        return set(items)
+    return items
 
 
 def _eval_dict(it: Interpreter, node: ast.Dict, scope: dict[str, Any]) -> Any:
@@ -805,7 +815,9 @@ def _eval_dict(it: Interpreter, node: ast.Dict, scope: dict[str, Any]) -> Any:
         if key is None:
             result.update(it.eval(value, scope))
         else:
-            result[it.eval(key, scope)] = it.eval(value, scope)
+            item = it.eval(key, scope)
+            _bound_nested(item, it.limits.max_sequence)  # hashing a tuple walks it whole
+            result[item] = it.eval(value, scope)
     return result
 
 
@@ -914,6 +926,17 @@ def _bounded_method(it: Interpreter, owner: Any, name: str) -> Builtin | None:
     """Methods whose result could be huge, checked before they run (``a.extend(a)``)."""
     limit = it.limits.max_sequence
     kind = type(owner)
+    if kind in (list, tuple, set, dict) and name in _COMPARING:
+        method = getattr(owner, name)
+
+        def compare(*args: Any, **kwargs: Any) -> Any:
+            if kind is list or kind is tuple:  # count, index, sort, remove compare items whole
+                _bound_nested(owner, limit)
+            for value in args:
+                _bound_nested(value, limit)
+            return method(*args, **kwargs)
+
+        return Builtin(f"{kind.__name__}.{name}", compare)
     if kind is list and name == "extend":
 
         def extend(items: Any) -> None:
@@ -952,6 +975,10 @@ def _bounded_method(it: Interpreter, owner: Any, name: str) -> Builtin | None:
 
         return Builtin("Tensor.tolist", tolist)
     return None
+
+
+_COMPARING = frozenset({"count", "index", "sort", "remove", "add", "discard", "get", "pop",
+                        "setdefault", "union", "intersection", "difference"})  # fmt: skip
 
 
 def _bound_nested(value: Any, limit: int) -> None:
@@ -1037,9 +1064,14 @@ def _safe_builtins(it: Interpreter) -> dict[str, Any]:
     def safe_str(value: Any = "") -> str:
         return it.text(value)
 
+    def bounded(iterable: Any) -> list[Any]:
+        found = items(iterable)
+        _bound_nested(found, it.limits.max_sequence)  # comparing or hashing walks items whole
+        return found
+
     def extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            return pick(items(args[0]) if len(args) == 1 else args, **kwargs)
+            return pick(bounded(args[0]) if len(args) == 1 else bounded(args), **kwargs)
 
         return call
 
@@ -1081,12 +1113,12 @@ def _safe_builtins(it: Interpreter) -> dict[str, Any]:
         "isinstance": safe_isinstance,
         "list": lambda iterable=(): items(iterable),
         "tuple": lambda iterable=(): tuple(items(iterable)),
-        "set": lambda iterable=(): set(items(iterable)),
-        "dict": lambda *args, **kwargs: dict(*(items(x) for x in args), **kwargs),
+        "set": lambda iterable=(): set(bounded(iterable)),
+        "dict": lambda *args, **kwargs: dict(*(bounded(x) for x in args), **kwargs),
         "sum": safe_sum,
         "min": extreme(min),
         "max": extreme(max),
-        "sorted": lambda iterable, **kwargs: sorted(items(iterable), **kwargs),
+        "sorted": lambda iterable, **kwargs: sorted(bounded(iterable), **kwargs),
         "reversed": lambda iterable: items(iterable)[::-1],
         "any": lambda iterable: any(items(iterable)),
         "all": lambda iterable: all(items(iterable)),

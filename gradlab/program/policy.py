@@ -406,7 +406,7 @@ def check_attribute(obj: object, name: str) -> None:
     if name.startswith("_"):
         raise Refused(f"the attribute '{name}' (names starting with '_' are not available)")
     if name in DENIED:
-        raise Refused(f"the attribute '{name}' (not available in programs)")
+        raise Refused(f"the attribute '{name}'")
     if isinstance(obj, types.ModuleType):
         allowed = MODULE_NAMES.get(obj.__name__)
         if allowed is None:
@@ -540,7 +540,10 @@ def check_base(base: object) -> type:
     """Return ``base`` if a program's class may derive from it."""
     if isinstance(base, type) and (base in ALLOWED_BASES or issubclass(base, ProgramObject)):
         return base
-    name = base.__name__ if isinstance(base, type) else type(base).__name__
+    name = (
+        base.__name__ if isinstance(base, type)
+        else base.name if isinstance(base, Builtin) else type(base).__name__
+    )  # fmt: skip
     raise Refused(f"a class derived from {name} (allowed: nn.Module and its layers, Dataset, "
                   "torch.autograd.Function, object and the program's own classes)")  # fmt: skip
 

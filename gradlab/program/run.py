@@ -113,10 +113,13 @@ def run_program(source: str, limits: Limits | None = None) -> ProgramResult:
     except SyntaxError as exc:
         message = f"syntax error: {exc.msg}"
         return ProgramResult(source, error=ProgramError("syntax", exc.lineno or 1, message))
+    except (RecursionError, MemoryError, ValueError):  # 4,000 terms in one expression
+        message = "the program nests too deeply to be read"
+        return ProgramResult(source, error=ProgramError("limit", 1, message))
     refusals = check(tree)
     if refusals:
         listed = "; ".join(f"line {r.line}: {r.construct}" for r in refusals[:5])
-        message = f"not allowed in programs: {listed}"
+        message = _clip(f"not allowed in programs: {listed}", 600)
         return ProgramResult(source, error=ProgramError("refused", refusals[0].line, message))
     return _Run(source, limits).run(tree)
 
@@ -130,6 +133,7 @@ class _Run:
         self.interpreter = Interpreter(limits, self.call)
         self.guard = Guard(limits)
         self.interpreter.check_time = self.guard.check_time
+        self.interpreter.guard = self.guard  # hooks and callbacks run with the limits on
         self.backward_calls = 0
         self.captured: tuple[torch.Tensor, Graph] | None = None  # the last backward's root, graph
         self.failed_root: torch.Tensor | None = None
@@ -194,16 +198,17 @@ class _Run:
     def error(self, exc: BaseException) -> ProgramError:
         line = self.interpreter.line
         if isinstance(exc, ProgramRefused):
-            return ProgramError("refused", exc.line, f"{exc.construct} is not allowed in programs")
+            message = f"{_clip(exc.construct)} is not allowed in programs"
+            return ProgramError("refused", exc.line, message)
         if isinstance(exc, Refused):
-            return ProgramError("refused", line, f"{exc} is not allowed in programs")
+            return ProgramError("refused", line, f"{_clip(str(exc))} is not allowed in programs")
         if isinstance(exc, LimitExceeded):
-            return ProgramError("limit", line, f"stopped: the program asked for {exc}")
+            return ProgramError("limit", line, f"stopped: the program asked for {_clip(str(exc))}")
         if isinstance(exc, RecursionError):
             return ProgramError("limit", line, "stopped: the program nests too deeply")
         if isinstance(exc, MemoryError):
             return ProgramError("limit", line, "stopped: the program ran out of memory")
-        text = str(exc).split("\n")[0].strip()
+        text = _clip(str(exc).split("\n")[0].strip())
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         return ProgramError("runtime", line, message, explain(exc))
 
@@ -352,9 +357,17 @@ _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 6, 6, 6
 _REPR.maxstring, _REPR.maxother = 120, 300
 
 
+def _clip(text: str, limit: int = 300) -> str:
+    """One error line of a bounded length (an exception may carry a megabyte of text)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _short(value: Any, limit: int = 300) -> str:
     """A bounded description: a list of 30,000 tensors is not printed whole."""
-    text = _REPR.repr(value) if isinstance(value, list | tuple | dict | set) else repr(value)
+    try:
+        text = _REPR.repr(value) if isinstance(value, list | tuple | dict | set) else repr(value)
+    except Exception:  # a program's object whose repr runs its code after the run
+        text = f"a {type(value).__name__} object"
     if isinstance(value, list | tuple | dict | set) and len(value) > 6:
         text = f"{type(value).__name__} of {len(value):,} items: {text}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
