@@ -297,3 +297,22 @@ def test_an_uncaught_exception_shows_no_details(raising_page: Any, page: Any) ->
     screenshot(page, "app-config-menu")
     menu = page.inner_text("body")
     assert "Clear cache" not in menu and "Rerun" not in menu and "Deploy" not in menu
+
+
+def test_trusted_mode_checks_the_address_streamlit_will_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import argparse
+
+    from gradlab.cli.app import plan_from_args
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("STREAMLIT_SERVER_ADDRESS", "0.0.0.0")
+    args = argparse.Namespace(port=None, host=None, trusted=True)
+    with pytest.raises(
+        GradLabError, match=r"needs --host 127\.0\.0\.1 \(the address is 0\.0\.0\.0\)"
+    ):
+        plan_from_args(args)
+    plan = plan_from_args(argparse.Namespace(port=None, host="127.0.0.1", trusted=True))
+    assert plan.address == "127.0.0.1" and "--server.address=127.0.0.1" in plan.flags()
