@@ -60,7 +60,8 @@ def test_nbclient_gets_the_mimebundle(executed: Any) -> None:
     data = bundle(executed.cells[0])
     assert set(data) >= {"text/html", "image/svg+xml", "text/plain"}
     assert data["text/plain"] == "<GradLab graph: 7 nodes, 5 autograd ops, 5 backward steps>"
-    assert data["text/html"].startswith("<iframe") and "GradLabViewer" in data["text/html"]
+    assert data["text/html"].startswith('<div class="gradlab-show">')
+    assert "<iframe" in data["text/html"] and "GradLabViewer" in data["text/html"]
     assert data["image/svg+xml"].startswith("<svg")
     assert "grad [[4.5, 4.5], [4.5, 4.5]]" in data["image/svg+xml"]  # x.grad, torch's numbers
     assert "&lt;script&gt;" in bundle(executed.cells[1])["image/svg+xml"]
@@ -82,6 +83,8 @@ def test_the_notebook_output_steps_in_chromium(executed: Any, browser: Any) -> N
         assert second.locator(".glv").get_attribute("data-step") == "4"  # untouched: at the end
         second.locator(".glv-printed pre").wait_for()
         assert second.locator(".glv-printed pre").inner_text() == EVIL
+        # the still pictures made way for the live viewers
+        assert page.locator(".gradlab-still").count() == 0
         for f in page.frames:
             assert f.evaluate("window.__pwned") is None
             assert f.evaluate("document.querySelectorAll('img').length") == 0
@@ -169,3 +172,21 @@ def test_show_in_a_real_jupyterlab(jupyterlab: tuple[str, Path], browser: Any) -
     finally:
         context.close()
     assert shutil.which("chromium")
+
+
+@pytest.mark.browser
+def test_without_javascript_the_output_is_a_picture(executed: Any, browser: Any) -> None:
+    """Where nothing runs (an untrusted notebook, nbconvert's Markdown), the still picture shows."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, java_script_enabled=False
+    )
+    page = context.new_page()
+    try:
+        page.set_content(bundle(executed.cells[0])["text/html"])
+        still = page.locator("img.gradlab-still")
+        assert still.is_visible()
+        page.wait_for_function("document.querySelector('img.gradlab-still').complete")
+        assert still.evaluate("img => img.naturalWidth") > 100  # the SVG decoded and drew
+        page.screenshot(path=str(ARTIFACTS / "notebook-no-javascript.png"))
+    finally:
+        context.close()

@@ -26,7 +26,7 @@ LINE = 17
 PAD_X = 10
 PAD_Y = 6
 GAP_X = 28
-GAP_Y = 46
+GAP_Y = 38
 #: Longest line kept on a box, in characters; the card shows the rest.
 MAX_CHARS = 36
 

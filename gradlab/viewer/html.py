@@ -10,6 +10,7 @@ reads back as the same characters.
 
 from __future__ import annotations
 
+import base64
 import html
 import itertools
 import json
@@ -90,17 +91,36 @@ body {{ padding: {"8px" if fill else "0"}; box-sizing: border-box; background: #
 """
 
 
-def frame(data: dict[str, Any], *, height: int = 620, options: dict[str, Any] | None = None) -> str:
+def frame(
+    data: dict[str, Any],
+    *,
+    height: int = 620,
+    options: dict[str, Any] | None = None,
+    still: str | None = None,
+) -> str:
     """The page inside an ``<iframe srcdoc>``, for a notebook output.
 
     The frame keeps each viewer's script, ids, styles and keys apart from the
-    notebook's and from other viewers on the same page.
+    notebook's and from other viewers on the same page. ``still`` (SVG text)
+    goes before it as an image, for where the frame cannot run (an untrusted
+    notebook, Markdown from ``nbconvert``): the frame's ``onload`` takes the
+    image away where it can. The output is one line, so Markdown keeps it
+    whole.
     """
-    doc = page(data, options=options, fill=False)
+    doc = html.escape(page(data, options=options, fill=False), quote=True).replace("\n", "&#10;")
     name = f"gradlab-frame-{next(_ids)}"
+    picture = ""
+    drop = ""
+    if still is not None:
+        encoded = base64.b64encode(still.encode()).decode()
+        picture = (
+            f'<img class="gradlab-still" alt="GradLab graph (still picture)" '
+            f'src="data:image/svg+xml;base64,{encoded}" style="max-width: 100%;">'
+        )
+        drop = ' onload="var s = this.previousElementSibling; if (s) s.remove();"'
     return (
-        f'<iframe class="gradlab-frame" id="{name}" srcdoc="{html.escape(doc, quote=True)}" '
-        f'style="width: 100%; height: {int(height)}px; border: 0;" '
+        f'<div class="gradlab-show">{picture}<iframe class="gradlab-frame" id="{name}" '
+        f'srcdoc="{doc}" style="width: 100%; height: {int(height)}px; border: 0;" '
         'sandbox="allow-scripts allow-popups" allow="fullscreen" allowfullscreen '
-        'title="GradLab graph viewer"></iframe>'
+        f'title="GradLab graph viewer"{drop}></iframe></div>'
     )

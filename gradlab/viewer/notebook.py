@@ -39,7 +39,7 @@ class Shown:
 
     def html(self) -> str:
         """The interactive viewer in an iframe, as a notebook shows it."""
-        return frame(self.data, height=self.height, options=self.options)
+        return frame(self.data, height=self.height, options=self.options, still=self.svg())
 
     def page(self) -> str:
         """The viewer as a whole HTML document."""
@@ -68,7 +68,7 @@ def show(
     predict: bool = False,
     color: str = "kind",
     step: int | str = "end",
-    height: int = 620,
+    height: int = 680,
     findings: Any = (),
     title: str | None = None,
     caption: str | None = None,
