@@ -71,6 +71,20 @@ def unpack(token: str) -> str | None:
     return text if len(text) <= MAX_PROGRAM_CHARS else None
 
 
+def whole_number(text: str, low: int = 0, high: int = 10**9) -> int | None:
+    """A whole number read from a link, when it is plain ASCII digits within [low, high].
+
+    Examples
+    --------
+    >>> whole_number("12"), whole_number("²"), whole_number("9" * 5000), whole_number("-1")
+    (12, None, None, None)
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
 def to_params(state: ViewState) -> dict[str, str]:
     """Query parameters for a state (defaults left out, so links stay short)."""
     params: dict[str, str] = {}
@@ -103,8 +117,7 @@ def from_params(params: Mapping[str, str]) -> ViewState:
         example=example if example and len(example) <= MAX_ID_CHARS else None,
         view=view,
         node=node if node.isidentifier() and len(node) <= MAX_ID_CHARS else None,
-        # ASCII digits only: "²".isdigit() is true and int() refuses it
-        step=int(step) if step.isascii() and step.isdigit() and len(step) <= 9 else None,
+        step=whole_number(step),  # ASCII digits only: "²".isdigit() is true, int() refuses it
         presenter=params.get("present") == "1",
         predict=params.get("predict") == "1",
     )

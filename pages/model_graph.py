@@ -23,7 +23,7 @@ from gradlab.errors import GradLabError
 from gradlab.graph import Graph
 from gradlab.memory import ModelRun, inspect_model
 from gradlab.render.text import shape
-from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
+from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack, whole_number
 
 from graph_view import classic_picture, download_row, show_graph
 from trusted_code import code_box, run_code
@@ -48,11 +48,12 @@ def read_link() -> None:
     if name in presets.PRESETS:
         st.session_state["mg.preset"] = name
         for p in presets.PRESETS[name].params:
-            value = q.get(f"{name}.{p.name}", "")
-            if value.isdigit() and p.low <= int(value) <= p.high:
-                st.session_state[f"mg.arg.{name}.{p.name}"] = int(value)
-    if q.get("depth", "").isdigit():
-        st.session_state["mg.depth"] = int(q["depth"])
+            value = whole_number(q.get(f"{name}.{p.name}", ""), p.low, p.high)
+            if value is not None:
+                st.session_state[f"mg.arg.{name}.{p.name}"] = value
+    depth = whole_number(q.get("depth", ""))
+    if depth is not None:
+        st.session_state["mg.depth"] = depth
     if q.get("expand"):
         st.session_state["mg.expanded"] = q["expand"].split(",")
     st.session_state["mg.fold"] = q.get("fold") != "0"

@@ -569,3 +569,30 @@ def test_the_training_page_says_what_is_wrong_with_the_store(
     at.run()
     assert not at.exception, at.exception
     assert any(expected in e.value for e in at.error), [e.value for e in at.error]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"depth": "²", "code": token(b"a" * 20_000_000)},
+        {"preset": "mlp", "mlp.depth": "٣", "depth": "9" * 5000},
+    ],
+)
+def test_the_model_graph_page_opens_a_hostile_link(query: dict[str, str]) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "app.py"), default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page("model_graph.py")
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_whole_numbers_from_links() -> None:
+    from gradlab.share import whole_number
+
+    assert whole_number("42") == 42 and whole_number("7", 1, 6) is None
+    for bad in ("²", "٣", "-1", "1e3", " 4", "9" * 5000, ""):
+        assert whole_number(bad) is None, bad
