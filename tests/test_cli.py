@@ -120,3 +120,59 @@ def test_app_command_starts_the_server(tmp_path: Path) -> None:
 def test_trusted_mode_refuses_a_public_address() -> None:
     result = gradlab("app", "--trusted", "--host", "0.0.0.0")
     assert result.returncode == 1 and "127.0.0.1" in result.stderr
+
+
+STEPS_PROGRAM = "x = torch.ones(2, 2, requires_grad=True)\ny = (x * x * 3).mean()\ny.backward()"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["steps", "--expr", STEPS_PROGRAM],
+        ["doctor", "--gallery", "list"],
+        ["doctor", "--expr", STEPS_PROGRAM],
+        ["plugins"],
+        ["export", "--expr", STEPS_PROGRAM, "-o", "graph.json"],
+    ],
+    ids=lambda args: args[0] + (f" {args[1]}" if args[1:] else ""),
+)
+def test_a_closed_pipe_ends_every_command_quietly(args: list[str], tmp_path: Path) -> None:
+    # `gradlab steps f.py:make | head`: the reader is gone before anything is written
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gradlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141
+    assert err == ""
+
+
+def test_a_target_that_exits_or_does_not_parse_is_one_line_with_its_place(tmp_path: Path) -> None:
+    (tmp_path / "exits.py").write_text("import sys\ndef make():\n    sys.exit(3)\n")
+    (tmp_path / "broken.py").write_text("import torch\n\ndef make():\n    x = (1,\n")
+    (tmp_path / "raises.py").write_text("def make():\n    x = 1\n    raise ValueError('nope')\n")
+    exits = gradlab("steps", "exits.py:make", cwd=tmp_path)
+    assert exits.returncode == 1
+    assert exits.stderr == "gradlab: error: exits.py:make called sys.exit(3).\n"
+    broken = gradlab("export", "broken.py:make", "-o", "x.json", cwd=tmp_path)
+    assert broken.returncode == 1 and broken.stderr.count("\n") == 1
+    assert "broken.py, line 4: SyntaxError: " in broken.stderr
+    raises = gradlab("steps", "raises.py:make", cwd=tmp_path)
+    assert "raises.py:make raised ValueError: nope (line 3)" in raises.stderr
+
+
+def test_a_model_with_a_padding_index_built_in_the_target(tmp_path: Path) -> None:
+    (tmp_path / "emb.py").write_text(
+        "import torch\nfrom torch import nn\n\ndef make():\n"
+        "    emb = nn.Embedding(10, 4, padding_idx=0)\n"
+        "    return emb, emb(torch.tensor([[0, 3, 5]])).pow(2).sum()\n"
+    )
+    steps = gradlab("steps", "emb.py:make", cwd=tmp_path)
+    assert steps.returncode == 0, steps.stderr
+    assert "Step 1 of 4: SumBackward0" in steps.stdout  # sum, pow, embedding, weight
+    doctor = gradlab("doctor", "emb.py:make", cwd=tmp_path)
+    assert doctor.returncode == 0 and "no problems found" in doctor.stdout

@@ -607,3 +607,99 @@ def test_the_edge_pass_defers_to_the_hooks_when_a_node_it_does_not_watch_may_run
     assert first_bad_sender(loss, None, leaves, [loss.grad_fn]) == AMBIGUOUS
     sender = first_bad_sender(loss, None, leaves, fns)
     assert sender not in (AMBIGUOUS, None)
+
+
+class _Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(5, 4)
+        self.head = nn.Linear(4, 5)
+        self.head.weight = self.emb.weight  # the replaced weight tensor is no part of it
+
+
+def _tied_forward(model: _Tied, ids: torch.Tensor) -> torch.Tensor:
+    return model.head(model.emb(ids))  # type: ignore[no-any-return]
+
+
+def test_tied_weights_are_not_unused_parameters() -> None:
+    found = gradlab.diagnose(lambda: _tied_forward(_Tied(), torch.tensor([1, 2, 3])).mean())
+    assert found == []
+
+    def with_unused() -> torch.Tensor:
+        model = _Tied()
+        model.extra = nn.Linear(4, 4)  # and a layer really never used
+        return _tied_forward(model, torch.tensor([1, 2, 3])).logsumexp(-1).mean()
+
+    (finding,) = gradlab.diagnose(with_unused)
+    assert (finding.kind, finding.cause) == ("no_gradient", "unused")
+    assert finding.where.count("tensor") == 2  # extra's weight and bias, not the tied one
+
+
+class _Attention(nn.Module):
+    """BERT's self-attention: separate query, key and value projections."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.out, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.query(x) @ self.key(x).transpose(1, 2) / x.shape[-1] ** 0.5  # (B, T, T)
+        return self.norm(x + self.out(scores.softmax(-1) @ self.value(x)))  # type: ignore[no-any-return]
+
+
+def test_frozen_first_layers_do_not_read_as_vanishing_gradients() -> None:
+    # Attention's query and key projections at initialisation get gradients far below
+    # the rest; with the embeddings frozen they are the first layers with a gradient.
+    torch.manual_seed(0)
+    emb = nn.Embedding(32, 32)
+    model = nn.Sequential(emb, _Attention(32), _Attention(32), nn.Linear(32, 3))
+    with torch.no_grad():  # BERT's initialisation: every weight N(0, 0.02)
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.02)
+    emb.requires_grad_(False)
+    ids = torch.randint(0, 32, (4, 8))
+
+    def loss() -> tuple[nn.Module, torch.Tensor]:
+        logits = model(ids)[:, 0]
+        return model, nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0]))
+
+    report = examine(loss)
+    first, last = report.layers[0], report.layers[-1]  # the query projection, the head
+    assert first.rms < 1e-4 * last.rms
+    assert [f.kind for f in report.findings] == ["frozen"]
+
+
+def test_the_front_of_the_depth_is_its_strongest_path() -> None:
+    from gradlab.diagnose.scale import Layer, _first
+
+    qkv = [Layer("q", 1e-9, 7), Layer("k", 2e-9, 7), Layer("v", 1e-5, 7)]
+    assert _first([*qkv, Layer("out", 1e-4, 8), Layer("head", 1.0, 9)]).name == "v"
+    # a stack that vanishes layer after layer still shows it from its first quarter
+    stack = [Layer(str(i), 10.0 ** (i - 12), i + 1) for i in range(12)]
+    front = _first(stack)
+    assert front.name == "2" and front.rms / stack[-1].rms < 1e-4
+
+
+def test_a_model_built_in_the_target_with_batchnorm_finds_the_log_not_the_buffer() -> None:
+    def loss() -> tuple[nn.Module, torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 2))
+        model = model.to(memory_format=torch.channels_last)  # copies every weight, no_grad
+        x = torch.randn(2, 3, 6, 6).to(memory_format=torch.channels_last)
+        h = torch.log(model[0](x) * 0)  # log(0) = -inf, then BatchNorm's statistics
+        return model, model[3](model[2](model[1](h))).sum()
+
+    (first, *_) = gradlab.diagnose(loss)
+    assert (first.kind, first.cause, first.where) == ("nonfinite_forward", "log", "log")
+
+
+def test_gradcheck_perturbs_a_channels_last_parameter() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 1)).double()
+    model = model.to(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64).to(memory_format=torch.channels_last)
+    report = examine(model, x, loss_fn=lambda out: out.pow(2).sum(), gradcheck=True)
+    assert report.agreements and all(a.worst < 1 for a in report.agreements)

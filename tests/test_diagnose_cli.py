@@ -110,3 +110,22 @@ def test_gallery_presets_and_programs(capsys: pytest.CaptureFixture[str]) -> Non
     assert "No gallery case 'nope'" in capsys.readouterr().err
     assert main(["doctor", "--expr", "x = (", "--gradcheck"]) == 2
     assert "--gradcheck needs a model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("import sys\ndef loss():\n    sys.exit(3)\n", "called sys.exit(3)."),
+        ("def loss():\n    raise ValueError('nope')\n", "raised ValueError: nope"),
+        ("def loss(:\n    pass\n", "model.py, line 1: SyntaxError: "),
+    ],
+    ids=["sys.exit", "raises", "syntax"],
+)
+def test_a_target_that_cannot_run_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    assert main(["doctor", f"{path}:loss"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("gradlab doctor: ") and captured.err.count("\n") == 1
+    assert message in captured.err and captured.out == ""

@@ -106,3 +106,34 @@ def test_bigger_tensors_get_a_histogram_of_their_finite_entries() -> None:
     x = torch.randn(1000)
     want = torch.histc(x, bins=16, min=float(x.min()), max=float(x.max()))
     assert summarize(x, histograms=True)["hist"] == [int(c) for c in want]
+
+
+def _layouts() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    base = torch.randn(2, 8, 4, 4)
+    return {
+        "channels_last": base.to(memory_format=torch.channels_last),
+        "channels_last_3d": torch.randn(2, 3, 2, 2, 2).to(memory_format=torch.channels_last_3d),
+        "transposed": base[0, 0].t(),
+        "permuted_bfloat16": base.bfloat16().permute(0, 2, 3, 1),
+        "channels_last_half": base.half().to(memory_format=torch.channels_last),
+        "expanded": torch.randn(3, 1).expand(3, 5),
+        "zero_stride": torch.randn(()).expand(4, 4),
+        "strided_slice": base[:, ::2, :, 1::2],
+        "overlapping": torch.randn(10).as_strided((4, 4), (1, 1)),
+        "negative_view": torch._neg_view(base),
+        "small_channels_last": torch.randn(1, 2, 2, 2).to(memory_format=torch.channels_last),
+        "with_inf": torch.tensor([[1.0, float("inf")], [2.0, 3.0]]).t(),
+    }
+
+
+@pytest.mark.parametrize("name", list(_layouts()))
+def test_every_memory_layout_summarises_as_its_contiguous_copy(name: str) -> None:
+    t = _layouts()[name]
+    assert not t.is_contiguous() or name in ("small_channels_last", "negative_view")
+    assert summarize(t) == summarize(t.contiguous())
+    # stacked with tensors of the same shape in other layouts, in one batch
+    others = [t.contiguous(), t * 2, t]
+    got = summarize_many([*others, t.contiguous() * 2])
+    assert got[0] == got[2] == summarize(t.contiguous())
+    assert got[1] == got[3]
