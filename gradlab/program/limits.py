@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +32,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
 from torch.utils.flop_counter import flop_registry
 
-_CUBIC = ("linalg_", "cholesky", "svd", "qr", "eig", "lu", "inverse", "det", "solve", "lstsq",
-          "matrix_exp", "pinv", "triangular_solve", "ormqr", "geqrf")  # fmt: skip
+# Factorisations and solves, by whole name: "det" must not match "detach".
+_CUBIC = re.compile(
+    r"linalg_\w+|cholesky\w*|svd|qr|eig\w*|lu(_\w+)?|inverse|det|logdet|"
+    r"slogdet|\w*solve\w*|lstsq|matrix_exp|pinverse|ormqr|geqrf|orgqr"
+)
 _EMPTY = ("empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided")
 
 
@@ -138,7 +142,7 @@ class Guard(TorchDispatchMode):  # type: ignore[no-untyped-call]
         flops = _flops(func, args, kwargs, outputs, inputs)
         if flops > self.limits.max_flops:
             raise LimitExceeded(
-                f"an operation ({func._overloadpacket.__name__}) of about {flops:.2g} "
+                f"an operation ({func._overloadpacket.__name__.lstrip('_')}) of about {flops:.2g} "
                 f"floating-point operations (the limit is {self.limits.max_flops:.2g})"
             )
 
@@ -198,7 +202,7 @@ def _flops(
         except (TypeError, ValueError, RuntimeError, IndexError):
             pass  # a formula that does not fit these arguments: estimate as below
     name = packet.__name__
-    if any(name.startswith(prefix) or prefix in name for prefix in _CUBIC):
+    if _CUBIC.fullmatch(name.lstrip("_")):
         side = max((max(t.shape[-2:], default=1) for t in inputs if t.dim() >= 2), default=1)
         batch = max((math.prod(t.shape[:-2]) for t in inputs if t.dim() > 2), default=1)
         return float(batch * side**3)
