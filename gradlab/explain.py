@@ -291,7 +291,7 @@ _NO_ATTRIBUTE = (
     re.compile(r"'(?P<type>\w+)' object has no attribute '(?P<name>\w+)'"),
     re.compile(r"module '(?P<module>[\w.]+)' has no attribute '(?P<name>\w+)'"),
     re.compile(r"the attribute '(?P<name>\w+)' of an? (?P<type>\w+) object"),
-    re.compile(r"'(?P<module>torch(?:\.\w+)*)\.(?P<name>\w+)' \(not on the list"),
+    re.compile(r"'(?P<module>torch(?:\.\w+)*)\.(?P<name>\w+)' (?:\(not on the list|is not all)"),
 )
 _CODE_SPAN = re.compile(r"(`[^`]*`)")
 _DUNDER = re.compile(r"[\w.]*__\w+__[\w.]*")
@@ -311,6 +311,10 @@ def did_you_mean(message: str) -> str | None:
     'sigmoid'
     >>> did_you_mean("'torch.sigmod' (not on the list of what programs may use) is not allowed")
     'sigmoid'
+    >>> did_you_mean("'torch.sigmod' is not allowed in programs")
+    'sigmoid'
+    >>> did_you_mean("'torch.load' is not allowed in programs") is None
+    True
     >>> did_you_mean("'Tensor' object has no attribute 'zzzz'") is None
     True
     """
@@ -324,6 +328,8 @@ def did_you_mean(message: str) -> str | None:
     if owner is None:
         return None
     names = [n for n in dir(owner) if not n.startswith("_")]
+    if match["name"] in names:  # it exists, it is only not allowed: nothing was misspelt
+        return None
     close = difflib.get_close_matches(match["name"], names, n=1, cutoff=0.75)
     return close[0] if close else None
 

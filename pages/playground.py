@@ -91,7 +91,7 @@ def show_error(result: ProgramResult) -> None:
     message = as_markdown(error.message)
     guess = did_you_mean(error.message)
     if guess is not None:
-        message += f" Did you mean `{guess}`?"
+        message = message.rstrip(".") + f". Did you mean `{guess}`?"
     st.error(f"**Line {error.line}:** {message}")
     lesson = error.explanation
     if lesson is not None:
