@@ -219,7 +219,7 @@ def _result(outcome: Outcome, limits: Limits) -> TrustedResult:
     out, err = outcome.stdout, outcome.stderr
     if outcome.status == "timeout":
         message = (
-            f"Stopped after {limits.seconds:g} s of CPU time, the limit: the code did not "
+            f"Stopped after {limits.seconds:g} s of CPU time, the time limit: the code did not "
             "finish (an endless loop, or too much work for one batch?)."
         )
         return TrustedResult("timeout", None, message, None, out, err, seconds)

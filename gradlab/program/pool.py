@@ -113,7 +113,8 @@ def _decode(raw: dict[str, Any], started: float | None, submitted: float) -> Out
     status = raw.get("status", "crashed")
     cpu, seconds = _number(raw.get("cpu")), _number(raw.get("seconds"))
     if status != "ok":
-        return Outcome(status, str(raw.get("message") or ""), None, "", "", cpu, seconds, waited)
+        out, err = (_text(raw.get(k)) for k in ("stdout", "stderr"))
+        return Outcome(status, str(raw.get("message") or ""), None, out, err, cpu, seconds, waited)
     try:
         data = wire.decode(raw.get("reply") or "")
         if not isinstance(data, dict) or not {"value", "stdout", "stderr"} <= set(data):
@@ -124,6 +125,10 @@ def _decode(raw: dict[str, Any], started: float | None, submitted: float) -> Out
         message = f"the worker sent a malformed result ({exc})"
         return Outcome("crashed", message, None, "", "", cpu, seconds, waited)
     return Outcome("ok", "", data["value"], data["stdout"], data["stderr"], cpu, seconds, waited)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _number(value: Any) -> float | None:

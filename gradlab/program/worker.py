@@ -41,6 +41,7 @@ from gradlab.program import sandbox, wire
 Status = Literal["ok", "error", "timeout", "memory", "crashed", "cancelled", "too_large"]
 MAX_OUTPUT_CHARS = 20_000  # of what trusted code prints, each stream
 _HEADER = struct.Struct("<I")
+_TEXT = ("message", "reply", "stdout", "stderr")  # the text fields of a child's frame
 
 
 # -- tasks: what a child can be asked to do ---------------------------------------------
@@ -120,19 +121,39 @@ def _child(task: str, args: dict[str, Any], mode: sandbox.Mode, limits: sandbox.
     except BaseException as exc:  # the sandbox is required: never run without it
         _reply(out, {"status": "error", "message": f"the sandbox could not start: {exc}"})
         os._exit(0)
+    signal.signal(signal.SIGXCPU, _out_of_time)  # the kernel's warning, a second before its kill
     try:
         value = TASKS[task](args)
+        if _timed_out:  # the task caught the interruption; the run still ran out
+            raise CpuTimeExceeded
         text = wire.encode({"value": value, "stdout": stdout.text(), "stderr": stderr.text()})
         if len(text) > wire.MAX_BYTES:
             message = f"the result is {len(text):,} bytes; the limit is {wire.MAX_BYTES:,}"
             _reply(out, {"status": "too_large", "message": message})
         else:
             _reply(out, {"status": "ok", "reply": text})
+    except CpuTimeExceeded:
+        _reply(out, {"status": "timeout", "message": "", "stdout": stdout.text(),
+                     "stderr": stderr.text()})  # fmt: skip
     except MemoryError:
         _reply(out, {"status": "memory", "message": "it ran out of memory"})
     except BaseException as exc:
         _reply(out, {"status": "error", "message": f"{type(exc).__name__}: {str(exc)[:500]}"})
     os._exit(0)
+
+
+class CpuTimeExceeded(BaseException):
+    """The child's CPU time ran out (SIGXCPU): what it printed so far still goes back."""
+
+
+_timed_out = False
+
+
+def _out_of_time(signum: int, frame: Any) -> None:
+    global _timed_out
+    if not _timed_out:
+        _timed_out = True
+        raise CpuTimeExceeded
 
 
 def _close_all_but(*keep: int) -> None:
@@ -203,7 +224,7 @@ class Child:
         cpu = message.get("cpu")
         return {"id": self.id, "cpu": cpu if isinstance(cpu, int | float) else None,
                 "seconds": round(time.monotonic() - self.started, 3),
-                **{k: message.get(k) for k in ("status", "message", "reply")}}  # fmt: skip
+                "status": message["status"], **{k: message.get(k) for k in _TEXT}}  # fmt: skip
 
     def outcome(self, status_code: int, usage: Any) -> dict[str, Any]:
         """The reply once the child has exited without sending one whole."""
@@ -234,10 +255,10 @@ def _frame(data: bytes) -> dict[str, Any] | None:
         message = json.loads(data[_HEADER.size :])
     except (ValueError, RecursionError):
         return None
-    statuses = ("ok", "error", "memory", "too_large")
+    statuses = ("ok", "error", "memory", "too_large", "timeout")
     if not isinstance(message, dict) or message.get("status") not in statuses:
         return None
-    if not all(isinstance(message.get(k, ""), str) for k in ("message", "reply")):
+    if not all(isinstance(message.get(k, ""), str) for k in _TEXT):
         return None
     return message
 
