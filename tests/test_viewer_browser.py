@@ -284,8 +284,18 @@ def test_colour_by_gradient_norm_and_centre_on_a_finding(
         "[...document.querySelectorAll('.glv-node rect')].map(r => r.getAttribute('fill'))"
     )
     assert len(set(colours)) > 2
+    p.mouse.move(300, 300)
+    p.mouse.wheel(0, 600)  # zoom out around the pointer
+    state = p.evaluate("document.getElementById('gradlab-viewer').glv.state()")
+    assert state["view"]["s"] < 0.9
     p.click(".glv-finding")
     assert p.get_attribute(".glv", "data-selected") == "fn1"
+    # centred on the finding's node, at a readable zoom
+    assert p.evaluate("document.getElementById('gradlab-viewer').glv.state()")["view"]["s"] >= 0.8
+    node = p.locator("[data-node='fn1'] rect").bounding_box()
+    stage = p.locator(".glv-stage").bounding_box()
+    assert abs(node["x"] + node["width"] / 2 - (stage["x"] + stage["width"] / 2)) < 2
+    assert abs(node["y"] + node["height"] / 2 - (stage["y"] + stage["height"] / 2)) < 2
 
 
 def test_program_strings_are_shown_as_text_never_run(offline: Any, files: dict[str, Path]) -> None:

@@ -171,7 +171,7 @@
         var item = el("button", "glv-finding glv-" + f.severity, f.title || f.kind);
         item.type = "button";
         item.addEventListener("click", function () {
-          if (f.nodes.length && self.byId[f.nodes[0]] !== undefined) { self.select(f.nodes[0]); self.centerOn(f.nodes[0], false); }
+          if (f.nodes.length && self.byId[f.nodes[0]] !== undefined) { self.select(f.nodes[0]); self.centerOn(f.nodes[0], true); }
           self.refocus();
         });
         self.findingsBox.appendChild(item);
