@@ -197,8 +197,12 @@ def test_signals_and_debugging_of_other_processes_are_refused() -> None:
         ptrace="import ctypes, os; r = ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0); "
         "assert r == 0, r",
         unshare="import os; os.unshare(os.CLONE_NEWNS)",
+        landlock_rule="import ctypes\nfor fd in range(3, 64):\n"
+        "    assert ctypes.CDLL(None).syscall(445, fd, 1, b'\\0' * 12, 0) != 0",
     )
+    assert results.pop("landlock_rule") == "ran"  # every attempt to widen a ruleset failed
     refused(results)
+    assert attempt(passwd="open('/etc/passwd').read()")["passwd"].startswith("PermissionError")
 
 
 def test_only_the_reply_pipe_is_open() -> None:

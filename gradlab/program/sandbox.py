@@ -121,6 +121,7 @@ _NR: dict[str, tuple[int, int]] = {
     "migrate_pages": (256, 238), "lookup_dcookie": (212, 18), "fsopen": (430, 430),
     "fsmount": (432, 432), "fsconfig": (431, 431), "move_mount": (429, 429),
     "open_tree": (428, 428), "mount_setattr": (442, 442), "landlock_create_ruleset": (444, 444),
+    "landlock_add_rule": (445, 445),
     "setxattr": (188, 5), "lsetxattr": (189, 6), "fsetxattr": (190, 7),
     "removexattr": (197, 14), "lremovexattr": (198, 15), "fremovexattr": (199, 16),
 }  # fmt: skip
@@ -142,7 +143,7 @@ _DENIED = (
     "open_by_handle_at", "fanotify_init", "inotify_init1", "quotactl", "vhangup", "mbind",
     "move_pages", "migrate_pages", "lookup_dcookie", "fsopen", "fsmount", "fsconfig",
     "move_mount", "open_tree", "mount_setattr", "setxattr", "lsetxattr", "fsetxattr",
-    "removexattr", "lremovexattr", "fremovexattr",
+    "removexattr", "lremovexattr", "fremovexattr", "landlock_create_ruleset", "landlock_add_rule",
 )  # fmt: skip
 #: Answered "not implemented", so libc falls back to a call the filter can inspect.
 _ENOSYS = ("clone3", "openat2")
@@ -282,7 +283,17 @@ def _handled_fs(abi: int) -> int:
     return rights
 
 
-def _install_landlock(mode: Mode, abi: int) -> None:
+_RULESETS: dict[Mode, int] = {}  # made once by a warm parent, inherited by its children
+
+
+def ruleset(mode: Mode, abi: int) -> int:
+    """The Landlock ruleset for ``mode`` (a file descriptor), made once per process.
+
+    A warm parent calls it before forking, so that a child only has to
+    enforce it (``landlock_restrict_self``), not build it.
+    """
+    if mode in _RULESETS:
+        return _RULESETS[mode]
     handled = _handled_fs(abi)
     fields = [handled]
     if abi >= 4:
@@ -294,16 +305,23 @@ def _install_landlock(mode: Mode, abi: int) -> None:
     if fd < 0:
         code = ctypes.get_errno()
         raise SandboxError(code, f"Landlock refused the ruleset: {os.strerror(code)}")
-    try:
-        read = _FS_READ_FILE | _FS_READ_DIR
-        roots = ["/"] if mode == "trusted" else read_roots()
-        for root in roots:
-            _allow(fd, root, read)
-        if _libc.syscall(_LL_RESTRICT, fd, 0) != 0:
-            code = ctypes.get_errno()
-            raise SandboxError(code, f"Landlock could not restrict: {os.strerror(code)}")
-    finally:
-        os.close(fd)
+    read = _FS_READ_FILE | _FS_READ_DIR
+    for root in ["/"] if mode == "trusted" else read_roots():
+        _allow(fd, root, read)
+    os.set_inheritable(fd, True)
+    _RULESETS[mode] = int(fd)
+    return int(fd)
+
+
+def ruleset_fds() -> list[int]:
+    """The descriptors of the rulesets made so far: a child must keep them open."""
+    return list(_RULESETS.values())
+
+
+def _install_landlock(mode: Mode, abi: int) -> None:
+    if _libc.syscall(_LL_RESTRICT, ruleset(mode, abi), 0) != 0:
+        code = ctypes.get_errno()
+        raise SandboxError(code, f"Landlock could not restrict: {os.strerror(code)}")
 
 
 def _allow(ruleset: int, path: str, rights: int) -> None:
@@ -393,6 +411,9 @@ def confine(mode: Mode, limits: Limits) -> None:
     for layer, available in zip(_layers(mode, limits), offered, strict=True):
         if available:
             layer()
+    for fd in _RULESETS.values():  # the parent's rulesets: not for the program to change
+        os.close(fd)
+    _RULESETS.clear()
 
 
 def _layers(mode: Mode, limits: Limits) -> list[Callable[[], None]]:

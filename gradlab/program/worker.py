@@ -110,7 +110,7 @@ def _child(task: str, args: dict[str, Any], mode: sandbox.Mode, limits: sandbox.
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        _close_all_but(out, 0, 1, 2)
+        _close_all_but(out, 0, 1, 2, *sandbox.ruleset_fds())
         if mode == "program":
             import torch
 
@@ -343,6 +343,10 @@ def warm(tasks: tuple[str, ...] = tuple(TASKS)) -> None:
             conv(torch.randn(1, 1, 8, 8)).sum().backward()
             torch.nn.LSTM(3, 4)(torch.randn(2, 1, 3))[0].sum().backward()
     wire.classes()
+    abi = sandbox.landlock_abi()
+    if abi:
+        for mode in ("program", "trusted"):
+            sandbox.ruleset(mode, abi)
     # Children share the parent's memory until they write to it; the collector would
     # write to every object it walks. Frozen objects are never walked.
     gc.collect()
