@@ -7,6 +7,11 @@ has run st.navigation, so a link opened on a fresh server would skip this file.
 
 import streamlit as st
 
+from gradlab.program import pool
+
+# The warm worker that runs programs starts with the first visit to any page, so the
+# first program typed does not wait for torch to load.
+pool.shared()
 # Page files are named relative to this script's folder, as st.Page resolves them.
 st.set_page_config(page_title="GradLab", page_icon="∂", layout="wide")
 navigation = st.navigation(
