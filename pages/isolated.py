@@ -30,12 +30,12 @@ def _waiting() -> tuple[Callable[[int], None], Callable[[], None]]:
         if ahead:
             slot.info(f"Waiting for a free worker: {ahead} ahead of you…", icon="⏳")
         else:
-            slot.info("Starting…", icon="⏳")
+            slot.info("Running the program…", icon="⏳")
 
     return show, slot.empty
 
 
-@st.cache_data(max_entries=200, show_spinner="Running the program…")
+@st.cache_data(max_entries=128, show_spinner=False)
 def run_program(source: str) -> ProgramResult:
     """A typed program's result, run in a sandboxed worker (cached per text: facts only)."""
     show, clear = _waiting()
@@ -44,7 +44,7 @@ def run_program(source: str) -> ProgramResult:
     return result
 
 
-@st.cache_data(max_entries=64, show_spinner="Running and diagnosing the program…")
+@st.cache_data(max_entries=64, show_spinner=False)
 def diagnose_program(source: str) -> Report:
     """The debugger's report on a typed program, made in a sandboxed worker."""
     show, clear = _waiting()

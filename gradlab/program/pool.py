@@ -380,11 +380,15 @@ def shared() -> Pool:
 
 
 def wait(job: Job, on_wait: Callable[[int], None] | None = None) -> Outcome:
-    """Wait for ``job``, calling ``on_wait(runs ahead)`` while it is queued; cancel if left."""
+    """Wait for ``job``, calling ``on_wait(runs ahead)`` as the count changes (0: it runs);
+    cancel it if the caller leaves early."""
+    shown = -1
     try:
         while not job.done():
-            if on_wait is not None and job.state == "queued":
-                on_wait(job.ahead())
+            ahead = job.ahead()
+            if on_wait is not None and ahead != shown:
+                on_wait(ahead)
+                shown = ahead
             job._done.wait(0.1)
         return job.result()
     finally:
