@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -83,9 +82,7 @@ ATTEMPTS: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("program", "kind", "word"), ATTEMPTS)
 def test_escape_attempts_are_refused(program: str, kind: str, word: str) -> None:
-    start = time.monotonic()
     result = run_program(program, SMALL)
-    assert time.monotonic() - start < 10
     if kind == "ok":
         assert result.error is None
         return
@@ -108,7 +105,8 @@ def test_refusals_name_every_line_before_running() -> None:
     program = "x = 1\ny = x.__class__\nimport os\nprint('never printed')"
     result = run_program(program)
     assert result.error is not None and result.error.kind == "refused"
-    assert "line 2" in result.error.message and "line 3" in result.error.message
+    text = result.error.describe()
+    assert text.startswith("line 2: the attribute '__class__'") and "line 3: import os" in text
     assert result.output == ""  # nothing ran
 
 

@@ -412,6 +412,7 @@ def check_attribute(obj: object, name: str) -> None:
         if allowed is None:
             raise Refused(f"the module '{obj.__name__}'")
         if name not in allowed:
+            _missing(obj, name)
             raise Refused(f"'{obj.__name__}.{name}'")
         return
     if isinstance(obj, type):
@@ -419,7 +420,24 @@ def check_attribute(obj: object, name: str) -> None:
         return
     if _instance_allows(obj, name):
         return
+    _missing(obj, name)
     raise Refused(f"the attribute '{name}' of {_describe(obj)}")
+
+
+def _missing(obj: object, name: str) -> None:
+    """A misspelt name is an AttributeError, as in Python (``x.sigmod``), not a refusal."""
+    if isinstance(obj, ProgramObject | ProgramCode | Builtin | ProgramIterator):
+        return  # the program's own objects: never look further into them
+    try:
+        found = hasattr(obj, name)
+    except Exception:
+        return
+    if not found:
+        raise AttributeError(
+            f"module '{obj.__name__}' has no attribute '{name}'"
+            if isinstance(obj, types.ModuleType)
+            else f"'{type(obj).__name__}' object has no attribute '{name}'"
+        )
 
 
 def _instance_allows(obj: object, name: str) -> bool:

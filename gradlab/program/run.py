@@ -118,8 +118,9 @@ def run_program(source: str, limits: Limits | None = None) -> ProgramResult:
         return ProgramResult(source, error=ProgramError("limit", 1, message))
     refusals = check(tree)
     if refusals:
-        listed = "; ".join(f"line {r.line}: {r.construct}" for r in refusals[:5])
-        message = _clip(f"not allowed in programs: {listed}", 600)
+        also = "; ".join(f"line {r.line}: {r.construct}" for r in refusals[1:5])
+        message = f"{refusals[0].construct} is not allowed in programs"
+        message = _clip(message + (f" (also {also})" if also else ""), 600)
         return ProgramResult(source, error=ProgramError("refused", refusals[0].line, message))
     return _Run(source, limits).run(tree)
 
