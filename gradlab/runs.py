@@ -184,12 +184,14 @@ class RunStore:
     def runs(self) -> list[RunInfo]:
         """Every stored run, newest first."""
         with self._lock:
+            self._check_sizes()
             rows = self._db.execute(f"SELECT {_INFO_COLUMNS} FROM runs ORDER BY id DESC").fetchall()
         return [self._info(row) for row in rows]
 
     def run(self, run_id: int) -> RunInfo:
         """One stored run; a clear error if there is none with this id."""
         with self._lock:
+            self._check_sizes(run_id)
             row = self._db.execute(
                 f"SELECT {_INFO_COLUMNS} FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
@@ -221,6 +223,19 @@ class RunStore:
             raise self._damaged(row[0], problem)
         return info
 
+    def _check_sizes(self, run_id: int | None = None) -> None:
+        """A run whose stored text is far bigger than GradLab writes is refused unread."""
+        size = " + ".join(
+            f"ifnull(length(CAST({c} AS BLOB)), 0)"
+            for c in ("scenario", "params", "device", "status", "error")
+        )
+        where, args = ("", ()) if run_id is None else (" WHERE id = ?", (run_id,))
+        row = self._db.execute(
+            f"SELECT id, {size} AS size FROM runs{where} ORDER BY size DESC LIMIT 1", args
+        ).fetchone()
+        if row is not None and int(row[1]) > _MAX_FIELD_BYTES:
+            raise self._damaged(row[0], f"{int(row[1]) / 1e6:.0f} MB of settings and messages")
+
     def _damaged(self, run_id: object, what: str) -> GradLabError:
         """The error for a run whose stored row GradLab cannot read."""
         what = " ".join(what.split())
@@ -234,8 +249,12 @@ class RunStore:
         """A run's step records in step order."""
         with self._lock:
             sizes = self._db.execute(
-                "SELECT MAX(length(node_ids)), MAX(length(node_norms)),"
-                " MAX(length(metrics)), MAX(length(params)) FROM records WHERE run = ?",
+                "SELECT "  # in bytes: length() of text stops at a NUL
+                + ", ".join(
+                    f"MAX(length(CAST({c} AS BLOB)))"
+                    for c in ("node_ids", "node_norms", "metrics", "params")
+                )
+                + " FROM records WHERE run = ?",
                 (run_id,),
             ).fetchone()
             biggest = max(int(size or 0) for size in sizes)
@@ -262,7 +281,8 @@ class RunStore:
         """The graph kept with a run, if any."""
         with self._lock:
             row = self._db.execute(
-                "SELECT length(graph), graph IS NULL FROM runs WHERE id = ?", (run_id,)
+                "SELECT length(CAST(graph AS BLOB)), graph IS NULL FROM runs WHERE id = ?",
+                (run_id,),
             ).fetchone()
             if row is None or row[1]:
                 return None

@@ -431,6 +431,10 @@ def test_run_rows_with_bad_values(tmp_path: Path, sql: str, fragment: str) -> No
         ("UPDATE records SET node_ids = '[\"a\"]' WHERE step = 3", "50 norms for 1 node ids"),
         ("UPDATE records SET node_ids = '" + "[" * 5000 + "' WHERE step = 0", "cannot read"),
         ("UPDATE records SET node_norms = zeroblob(20000000) WHERE step = 3", "of 20 MB"),
+        (
+            "UPDATE records SET metrics = CAST(zeroblob(20000000) AS TEXT) WHERE step = 3",
+            "of 20 MB",
+        ),
     ],
 )
 def test_step_records_with_bad_values(tmp_path: Path, sql: str, fragment: str) -> None:
@@ -451,6 +455,7 @@ def test_step_records_with_bad_values(tmp_path: Path, sql: str, fragment: str) -
         ("UPDATE runs SET graph = '{\"nodes\": 3}'", "damaged graph"),
         ("UPDATE runs SET graph = 'x'", "not valid JSON"),
         ("UPDATE runs SET graph = zeroblob(70000000)", "a graph of 70 MB"),
+        ("UPDATE runs SET graph = CAST(zeroblob(70000000) AS TEXT)", "a graph of 70 MB"),
     ],
 )
 def test_a_kept_graph_that_is_damaged_or_huge(tmp_path: Path, sql: str, fragment: str) -> None:
@@ -596,3 +601,23 @@ def test_whole_numbers_from_links() -> None:
     assert whole_number("42") == 42 and whole_number("7", 1, 6) is None
     for bad in ("²", "٣", "-1", "1e3", " 4", "9" * 5000, ""):
         assert whole_number(bad) is None, bad
+
+
+@pytest.mark.parametrize(
+    ("column", "text"),
+    [
+        ("params", "printf('%.*c', 20000000, 'x')"),
+        ("error", "printf('%.*c', 20000000, 'x')"),
+        ("scenario", "CAST(zeroblob(20000000) AS TEXT)"),  # NULs: length() of text says 0
+    ],
+)
+def test_a_run_row_with_a_huge_text_is_refused_unread(
+    tmp_path: Path, column: str, text: str
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    run = real_store(path)
+    damage(path, f"UPDATE runs SET {column} = {text}")
+    store = RunStore(path)
+    for read in (store.runs, lambda: store.run(run)):
+        with pytest.raises(GradLabError, match=f"Run {run} .* holds 20 MB of settings"):
+            read()
