@@ -280,3 +280,15 @@ def test_cli_export_html(tmp_path: Path) -> None:
     assert main(["export", "--preset", "lenet", "-o", str(out)]) == 0
     assert out.stat().st_size > 10_000
     assert "LogSoftmaxBackward0" in out.read_text("utf-8")
+
+
+def test_nan_and_inf_are_drawn_not_refused() -> None:
+    x = torch.tensor([0.0, 1.0], requires_grad=True)
+    with gradlab.record():
+        loss = x.log().sum()
+    G = gradlab.backward(loss, gradlab.trace(loss, params={"x": x}))
+    p = payload(G)
+    x_node = node(p, "x")
+    assert x_node["grad"] == "[inf, 1.]" and x_node["fill"] == "#ff6347"
+    assert x_node["gnorm"] == 0.0  # log10 of the norm of the finite entries (1.)
+    assert "inf" in page(p)  # the page is made (strict JSON: no NaN literal in it)

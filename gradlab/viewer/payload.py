@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import networkx as nx
+
 from gradlab.chain import Card, card, no_card
 from gradlab.chain import show as show_tensor
 from gradlab.graph import Graph, NodeAttrs, TensorSummary, saved_by, without_saved
@@ -236,7 +238,7 @@ def _reach(D: Graph, ran: list[Step]) -> dict[str, float]:
         return {}
     out: dict[str, float] = {}
     index = {s.node: float(s.index) for s in ran}  # a collapsed view keeps the traced steps
-    for n in reversed(list(_topological(D))):
+    for n in reversed(list(nx.topological_sort(D))):
         attrs = D.nodes[n]
         kind = attrs["kind"]
         if kind == "output":
@@ -248,12 +250,6 @@ def _reach(D: Graph, ran: list[Step]) -> dict[str, float]:
             if after:  # a module's own ops ran after the last step shown, if not before
                 out[n] = max(after) if kind == "leaf" else min(max(after) + 0.5, len(ran) - 1)
     return out
-
-
-def _topological(D: Graph) -> list[str]:
-    import networkx as nx
-
-    return list(nx.topological_sort(D))
 
 
 def _merge(edges: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

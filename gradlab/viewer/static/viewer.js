@@ -425,25 +425,32 @@
     var self = this, cur = this.currentNode(), step = this.steps[this.k];
     var receivers = {};
     if (step) step.receivers.forEach(function (i) { receivers[i] = true; });
+    // touch only what changed since the last draw: a step changes a handful of nodes
     this.nodeEls.forEach(function (ne, i) {
-      var lines = self.nodeLines(i);
-      var last = ne.texts[ne.texts.length - 1];
-      if (last.textContent !== lines[lines.length - 1]) last.textContent = lines[lines.length - 1];
-      ne.rect.setAttribute("fill", self.fills[i]);
+      var lines = self.nodeLines(i), grad = lines[lines.length - 1];
       var stroke = "#555", width = 1;
       if (self.outline[i]) { stroke = self.outline[i]; width = 4; }
       if (i === cur) { stroke = "#1f6feb"; width = 5; }
       if (i === self.selected) { stroke = "#7b2cbf"; width = 5; }
+      var receiver = !!receivers[i] && self.edgesRevealed(), pending = !self.gradShown(i);
+      var key = grad + "|" + self.fills[i] + "|" + stroke + width + "|" + receiver + pending;
+      if (ne.key === key) return;
+      ne.key = key;
+      ne.texts[ne.texts.length - 1].textContent = grad;
+      ne.rect.setAttribute("fill", self.fills[i]);
       ne.rect.style.stroke = stroke;
       ne.rect.style.strokeWidth = width + "px";
-      ne.g.classList.toggle("glv-receiver", !!receivers[i] && self.edgesRevealed());
-      ne.g.classList.toggle("glv-pending", !self.gradShown(i));
+      ne.g.classList.toggle("glv-receiver", receiver);
+      ne.g.classList.toggle("glv-pending", pending);
     });
     this.edges.forEach(function (e, j) {
-      var ee = self.edgeEls[j], now = step && e.at === self.k;
-      ee.path.classList.toggle("glv-now", !!now);
+      var ee = self.edgeEls[j], now = !!step && e.at === self.k;
       var text = now && e.grad && self.edgeShown(e) ? e.grad : "";
-      if (ee.label.textContent !== text) ee.label.textContent = text;
+      var key = now + "|" + text;
+      if (ee.key === key) return;
+      ee.key = key;
+      ee.path.classList.toggle("glv-now", now);
+      ee.label.textContent = text;
     });
     this.applyView();
   };
@@ -470,6 +477,7 @@
     ctx.setTransform(dpr * v.s, 0, 0, dpr * v.s, dpr * v.x, dpr * v.y);
     var x0 = -v.x / v.s, y0 = -v.y / v.s, x1 = x0 + W / v.s, y1 = y0 + H / v.s;
     var cur = this.currentNode(), nodes = this.nodes;
+    var text = v.s * (this.data.font || 13) >= 6, line = this.data.line || 17, tiny = v.s < 0.02;
     ctx.lineWidth = 1 / v.s;
     ctx.strokeStyle = "#999";
     ctx.beginPath();
@@ -479,6 +487,8 @@
       var ey0 = u.y + u.h / 2, ey1 = w.y - w.h / 2;
       if (Math.max(ey0, ey1) < y0 || Math.min(ey0, ey1) > y1 || Math.max(u.x, w.x) < x0 || Math.min(u.x, w.x) > x1) continue;
       if (this.steps[this.k] && e.at === this.k) { now.push(e); continue; }
+      // zoomed far out an edge shorter than a pixel is hidden under its boxes anyway
+      if (tiny && Math.abs(w.x - u.x) * v.s < 1 && Math.abs(ey1 - ey0) * v.s < 1) continue;
       ctx.moveTo(u.x, ey0); ctx.lineTo(w.x, ey1);
     }
     ctx.stroke();
@@ -487,17 +497,21 @@
       now.forEach(function (e) { var u = nodes[e.u], w = nodes[e.v]; ctx.moveTo(u.x, u.y + u.h / 2); ctx.lineTo(w.x, w.y - w.h / 2); });
       ctx.stroke();
     }
-    var text = v.s * (this.data.font || 13) >= 6, line = this.data.line || 17;
     ctx.font = "bold " + (this.data.font || 13) + "px " + MONO;
     ctx.textBaseline = "alphabetic";
     if (!text) {
       // zoomed out: one path per fill colour, one stroke, then the marked boxes on top
-      var groups = {}, marked = [];
+      var groups = {}, marked = [], seen = {};
       for (var q = 0; q < nodes.length; q++) {
         var m = nodes[q];
         if (m.x + m.w / 2 < x0 || m.x - m.w / 2 > x1 || m.y + m.h / 2 < y0 || m.y - m.h / 2 > y1) continue;
-        (groups[this.fills[q]] = groups[this.fills[q]] || []).push(m);
         if (this.outline[q] || q === cur || q === this.selected) marked.push(q);
+        if (tiny) {  // boxes of a pixel or two: one per pixel and colour is enough
+          var cell = Math.round(m.x * v.s) + "," + Math.round(m.y * v.s) + this.fills[q];
+          if (seen[cell]) continue;
+          seen[cell] = true;
+        }
+        (groups[this.fills[q]] = groups[this.fills[q]] || []).push(m);
       }
       ctx.strokeStyle = "#555";
       ctx.lineWidth = 1 / v.s;
@@ -509,7 +523,7 @@
         ctx.fill(path);
         all.addPath(path);
       });
-      ctx.stroke(all);
+      if (!tiny) ctx.stroke(all);  // at a pixel a box, outlines would paint everything grey
       marked.forEach(function (q) {
         var m = nodes[q], colour = q === self.selected ? "#7b2cbf" : q === cur ? "#1f6feb" : self.outline[q];
         ctx.strokeStyle = colour;
