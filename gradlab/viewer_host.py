@@ -55,6 +55,7 @@ function applySelect(host, select) {
   try {
     host.view.select(select.id);
     if (select.center) {
+      host.centered = select.id;
       host.view.centerOn(select.id);
       // the card opens beside the graph: bring both into view, wherever the button was
       host.box.style.scrollMarginTop = "72px";  // below the app's header
@@ -71,7 +72,9 @@ function mountViewer(parentElement, data, setTriggerValue) {
   box.style.height = data.height + "px";
   while (parentElement.firstChild) parentElement.removeChild(parentElement.firstChild);
   parentElement.appendChild(box);
-  const host = { digest: data.digest, seq: null, muted: false, box: box, observer: null };
+  const host = {
+    digest: data.digest, seq: null, muted: false, box: box, observer: null, centered: false,
+  };
   const options = Object.assign({}, data.options, {
     onSelect: function (node) {
       if (host.muted || !data.send || !node) return;
@@ -80,6 +83,12 @@ function mountViewer(parentElement, data, setTriggerValue) {
   });
   host.view = window.GradLabViewer.mount(box, data.payload, options);
   if (data.presenter) host.view.setPresenter(true);
+  // Streamlit may attach the element before it has its width: fit again once it is laid
+  // out, unless the page asked to centre on a node (applySelect does that).
+  requestAnimationFrame(function () {
+    if (host.centered) host.view.centerOn(host.centered);
+    else if (!data.presenter) host.view.fit();
+  });
   if (data.url) {
     const root = box;
     const total = (data.payload.steps || []).length;

@@ -222,16 +222,22 @@ def show_picture(report: Report) -> None:
         return
     culprits = [n for f in report.findings for n in f.nodes if n in G]
     selected = st.session_state.get(NODE)
+    colors = None
     if report.agreements:
         worst = max(report.agreements, key=lambda a: a.worst)
+        colors = {
+            a.node: math.log10(max(a.worst, 1e-12)) for a in report.agreements if a.node in G
+        }
         st.caption(
-            f"Gradient check: the largest error is {worst.worst:.3g}, for `{worst.name}` "
-            "(above 1: PyTorch's gradient and the numerical one disagree)."
+            "Leaves coloured by the gradient check's error, log₁₀ (the legend's ‖grad‖; above "
+            f"0, PyTorch's gradient and the numerical one disagree). The largest: "
+            f"{worst.worst:.3g}, for `{worst.name}`."
         )
     show_graph(
         G, key="dbg.viewer", height=600, highlight=culprits, findings=report.findings,
         select=selected if selected in G else None, center=True, steps=False,
-        request=st.session_state.get(FOCUS),
+        request=st.session_state.get(FOCUS), colors=colors,
+        color="grad" if colors else "kind",
     )  # fmt: skip
 
 

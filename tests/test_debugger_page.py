@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from gradlab.cli.app import TRUSTED_ENV
 from gradlab.diagnose.gallery import CASES, get
-from tests.conftest import app_test, screenshot, wait_for_app
+from gradlab.share import pack, unpack
+from tests.conftest import ROOT, app_test, screenshot, wait_for_app
+from tests.viewer_app import viewer_data
 
 
 def outlined(at: Any) -> list[str]:
-    """Ids of the nodes the Plotly chart outlines in red."""
-    charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"]
-    assert charts, "no Plotly chart on the page"
-    spec = json.loads(charts[0].proto.spec)
-    return [
-        n for t in spec["data"] if t.get("marker", {}).get("line", {}).get("color") == "red"
-        for n in t.get("customdata") or []
-    ]  # fmt: skip
+    """Ids of the nodes the viewer outlines in red (the culprits)."""
+    data = viewer_data(at)["payload"]
+    return [data["nodes"][i]["id"] for i in data["highlight"]]
 
 
 def text(at: Any) -> str:
@@ -42,8 +38,12 @@ def test_choosing_a_case_and_clicking_its_finding_opens_the_node() -> None:
     assert outlined(at) == ["fn2"]
     at.button(key="dbg.show.0").click().run()
     assert not at.exception
-    assert "**LogBackward0** &nbsp; `fn2`" in text(at)
+    select = viewer_data(at)["select"]
+    assert select["id"] == "fn2" and select["center"]  # the browser opens its card, centred
     assert at.session_state["dbg.node"] == "fn2"
+    again = select["seq"]
+    at.button(key="dbg.show.0").click().run()  # asked again: centred again
+    assert viewer_data(at)["select"]["seq"] > again
 
 
 def test_every_gallery_case_renders_without_an_exception() -> None:
@@ -97,59 +97,31 @@ def test_the_gradient_check_switch_finds_the_wrong_backward_and_paints_it() -> N
     assert any("No problems found" in s.value for s in at.success)
 
 
-def figure(at: Any) -> dict[str, Any]:
-    """The Plotly chart's spec: its traces and layout."""
-    charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"]
-    return dict(json.loads(charts[0].proto.spec))
+def opened(**query: str) -> Any:
+    """The Debugger opened from a link with these query parameters."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "app.py"), default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page("debugger.py")
+    at.run()
+    return at
 
 
-def position(spec: dict[str, Any], n: str) -> tuple[float, float]:
-    """Where node ``n`` is drawn."""
-    for t in spec["data"]:
-        if n in (t.get("customdata") or []):
-            i = t["customdata"].index(n)
-            return float(t["x"][i]), float(t["y"][i])
-    raise AssertionError(f"{n} is not drawn")
-
-
-def test_a_finding_s_button_centres_the_graph_on_its_node() -> None:
+def test_program_and_code_modes_are_kept_in_the_link() -> None:
     at = app_test("debugger.py")
-    at.selectbox(key="dbg.case").set_value("vanishing_sigmoid").run()
-    before = figure(at)["layout"]
-    assert "range" not in before.get("yaxis", {})  # no focus yet: the whole graph
-    at.button(key="dbg.show.0").click().run()
-    assert not at.exception
-    node = at.session_state["dbg.node"]
-    spec = figure(at)
-    x, y = position(spec, node)
-    (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
-    assert x0 < x < x1 and y0 < y < y1
-    assert (x0 + x1) / 2 == pytest.approx(x) and (y0 + y1) / 2 == pytest.approx(y)
-    ys = [v for t in spec["data"] if t.get("customdata") for v in t["y"]]
-    assert max(ys) - min(ys) > 10 and y1 - y0 <= 10  # a tall graph: a window round the node
-    assert position(spec, node) in [
-        (float(t["x"][0]), float(t["y"][0]))
-        for t in spec["data"] if t.get("marker", {}).get("line", {}).get("color") == "royalblue"
-    ]  # fmt: skip  # and it is the selected one
-
-
-def test_a_small_graph_is_centred_on_the_node_and_kept_whole() -> None:
-    at = app_test("debugger.py")
-    at.selectbox(key="dbg.case").set_value("where_nan_gradient").run()
-    at.radio(key="dbg.view").set_value("graphviz").run()
-    unfocused = at.get("graphviz_chart")[0].proto.spec
-    at.radio(key="dbg.view").set_value("plotly").run()
-    at.button(key="dbg.show.0").click().run()
-    spec = figure(at)
-    x, y = position(spec, "fn2")
-    (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
-    assert (x0 + x1) / 2 == pytest.approx(x) and (y0 + y1) / 2 == pytest.approx(y)
-    for t in spec["data"]:
-        for px, py in zip(t["x"], t["y"], strict=True) if t.get("customdata") else ():
-            assert x0 < px < x1 and y0 < py < y1  # every node still in view
-    at.radio(key="dbg.view").set_value("graphviz").run()
-    assert not at.exception and at.session_state["dbg.focus"] == "fn2"
-    assert at.get("graphviz_chart")[0].proto.spec == unfocused  # the Graphviz picture as it was
+    at.radio(key="dbg.source").set_value("program").run()
+    program = at.text_area(key="dbg.program").value
+    assert unpack(at.query_params["p"]) == program and "case" not in at.query_params
+    again = opened(p=at.query_params["p"])  # a reload keeps the mode and the program
+    assert again.radio(key="dbg.source").value == "program"
+    assert again.text_area(key="dbg.program").value == program
+    code = "model = torch.nn.Linear(2, 1)\nx = torch.randn(3, 2)\n"
+    pasted = opened(code=pack(code))
+    assert pasted.radio(key="dbg.source").value == "code"
+    assert pasted.text_area(key="dbg.code").value == code  # shown, not run
+    assert unpack(pasted.query_params["code"]) == code
 
 
 DETACHED = """\
@@ -222,53 +194,35 @@ def test_pasted_code_is_diagnosed_and_an_endless_loop_can_be_killed(trusted_serv
 
 @pytest.mark.browser
 def test_load_a_broken_case_see_the_red_node_and_its_explanation(app_url: str, page: Any) -> None:
-    page.goto(f"{app_url}/debugger?case=where_nan_gradient")
-    wait_for_app(page)
-    page.wait_for_selector('[data-testid="stPlotlyChart"] .scatterlayer path.point')
-    page.wait_for_selector("text=The first NaN/Inf of the backward pass comes from LogBackward0")
-    strokes = page.eval_on_selector_all(
-        '[data-testid="stPlotlyChart"] .scatterlayer path.point',
-        "els => els.map(e => getComputedStyle(e).stroke)",
-    )
-    assert "rgb(255, 0, 0)" in strokes  # the culprit, outlined in red
-    screenshot(page, "debugger_where_nan_found")
-    page.get_by_role("button", name="Show fn2 on the graph").click()
-    wait_for_app(page)
-    page.wait_for_selector("text=Gradient arriving")
-    assert page.get_by_text("LogBackward0").first.is_visible()
-    screenshot(page, "debugger_where_nan")
-
-
-def _blue_points_in_view(page: Any) -> list[bool]:
-    """For each point outlined in blue (the selected node): whether it lies inside the plot."""
-    return list(
-        page.eval_on_selector_all(
-            '[data-testid="stPlotlyChart"] .scatterlayer path.point',
-            """els => {
-                const plot = document.querySelector(
-                    '[data-testid="stPlotlyChart"] .nsewdrag').getBoundingClientRect();
-                return els.filter(e => getComputedStyle(e).stroke === 'rgb(65, 105, 225)')
-                    .map(e => { const r = e.getBoundingClientRect();
-                        const x = r.x + r.width / 2, y = r.y + r.height / 2;
-                        return x > plot.left && x < plot.right
-                            && y > plot.top && y < plot.bottom; });
-            }""",
-        )
-    )
-
-
-@pytest.mark.browser
-def test_a_finding_s_button_centres_a_tall_graph_on_its_node(app_url: str, page: Any) -> None:
+    page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{app_url}/debugger?case=vanishing_sigmoid")
     wait_for_app(page)
-    page.wait_for_selector('[data-testid="stPlotlyChart"] .scatterlayer path.point')
-    assert _blue_points_in_view(page) == []  # nothing selected yet
+    page.locator(".glv[data-step]").wait_for()
+    page.wait_for_selector("text=vanish")
+    culprits = page.evaluate(
+        "() => [...document.querySelectorAll('.glv svg [data-node]')]"
+        ".filter(g => getComputedStyle(g.querySelector('rect')).stroke === 'rgb(214, 39, 40)')"
+        ".map(g => g.getAttribute('data-node'))"
+    )
+    assert culprits  # outlined in red
     button = page.locator("button", has_text="on the graph").first
     node = button.inner_text().split("Show ")[1].split(" on the graph")[0]
+    button.scroll_into_view_if_needed()
     button.click()
     wait_for_app(page)
-    page.wait_for_selector("text=Chain rule")  # the node's details are open
-    assert page.get_by_text(node, exact=True).first.is_visible()
-    assert _blue_points_in_view(page) == [True]  # the node is selected and in view
-    page.get_by_test_id("stPlotlyChart").first.scroll_into_view_if_needed()
-    screenshot(page, "debugger_focus_vanishing")
+    page.wait_for_function(f"() => document.querySelector('.glv').dataset.selected === '{node}'")
+    card = page.locator(".glv .glv-card")
+    card.get_by_text("Chain rule", exact=True).wait_for()
+    viewer = page.locator(".glv").bounding_box()
+    shown = card.bounding_box()
+    target = page.locator(f'.glv svg [data-node="{node}"]').bounding_box()
+    assert viewer is not None and shown is not None and target is not None
+    # The graph, the card beside it and the culprit are all on the screen, no empty column.
+    assert viewer["y"] >= 0 and viewer["y"] + viewer["height"] <= 720
+    assert shown["x"] > target["x"] and shown["y"] >= 0 and shown["y"] < 720
+    stage = page.locator(".glv .glv-stage").bounding_box()
+    assert stage is not None
+    middle = (target["x"] + target["width"] / 2, target["y"] + target["height"] / 2)
+    assert abs(middle[0] - (stage["x"] + stage["width"] / 2)) < 40  # centred on the culprit
+    assert abs(middle[1] - (stage["y"] + stage["height"] / 2)) < 40
+    screenshot(page, "debugger_show_on_graph")
