@@ -230,3 +230,92 @@ def test_tensor_comparisons_give_masks_as_in_python() -> None:
     assert variable(result, "chained").text == "True"
     chain = run_program("x = torch.tensor([1., 2.])\nok = 0 < x < 3\n")  # as Python: ambiguous
     assert chain.error is not None and "ambiguous" in chain.error.message
+
+
+# -- what tutorial code needs, beyond the lessons of test_tutorials.py ---------------------
+
+
+def test_f_strings_format_as_python_does() -> None:
+    source = (
+        "x = 3.14159\nn = 42\nt = torch.tensor(2.5)\nname = 'loss'\n"
+        "print(f'{name}: {x:.3f} {n:>5d} {n:05} {x:e} {t:.2f} {t} [{name:^9}] {n:,}')\n"
+    )
+    result = run_program(source)
+    assert result.ok, result.error
+    x, n, t, name = 3.14159, 42, torch.tensor(2.5), "loss"
+    assert result.output == f"{name}: {x:.3f} {n:>5d} {n:05} {x:e} {t:.2f} {t} [{name:^9}] {n:,}\n"
+
+
+def test_classes_super_and_imports_as_tutorials_write_them() -> None:
+    source = (
+        "from torch import nn\nfrom torch.nn import functional as F2\n"
+        "class Base(nn.Module):\n"
+        "    scale = 2.0\n"
+        "    def __init__(self, width):\n"
+        "        super(Base, self).__init__()\n"
+        "        self.fc = nn.Linear(width, 1)\n"
+        "class Net(Base):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(3)\n"
+        "        self.extra = [1, 2]\n"
+        "    def forward(self, x):\n"
+        "        return F2.relu(self.fc(x)) * self.scale + super().forward_base(x)\n"
+        "    def forward_base(self, x):\n"
+        "        return 0\n"
+        "torch.manual_seed(0)\n"
+        "net = Net()\n"
+        "out = net(torch.ones(2, 3)).sum()\n"
+        "total = sum(p.numel() for p in net.parameters())\n"
+        "is_module = isinstance(net, nn.Module) and isinstance(net.extra, list)\n"
+    )
+    result = run_program(source)
+    assert result.error is not None  # Base has no forward_base: Python says so, as it would
+    assert "forward_base" in result.error.message
+    fixed = run_program(source.replace("super().forward_base(x)", "self.forward_base(x)"))
+    assert fixed.ok, fixed.error
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(3, 1)
+    expected = (torch.relu(fc(torch.ones(2, 3))) * 2.0).sum().item()
+    assert variable(fixed, "out").value["values"] == expected  # type: ignore[index]
+    assert variable(fixed, "total").text == "4"
+    assert variable(fixed, "is_module").text == "True"
+
+
+def test_program_functions_refuse_to_run_after_the_program() -> None:
+    import ast
+
+    from gradlab.program.limits import Limits
+    from gradlab.program.policy import Refused
+    from gradlab.program.run import _Run
+
+    source = "def f():\n    return 1\nclass A(nn.Module):\n    def forward(self, x):\n" \
+        "        return x\na = A()\n"  # fmt: skip
+    done = _Run(source, Limits())
+    result = done.run(ast.parse(source))
+    assert result.ok
+    namespace = done.interpreter.namespace
+    for late in (lambda: namespace["f"](), lambda: namespace["a"](torch.ones(1))):
+        try:
+            late()
+        except Refused as exc:
+            assert "after the program" in str(exc)
+        else:
+            raise AssertionError("a program's function ran after the program ended")
+
+
+def test_settings_a_program_changes_are_restored() -> None:
+    result = run_program("torch.set_grad_enabled(False)\nx = torch.ones(2, requires_grad=True) * 2")
+    assert result.ok
+    assert torch.is_grad_enabled()
+
+
+def test_hook_errors_name_the_line_inside_the_hook() -> None:
+    result = run_program(
+        "x = torch.ones(3, requires_grad=True)\n"
+        "def hook(g):\n"
+        "    return g + torch.ones(30000, 30000).sum()\n"
+        "h = x.register_hook(hook)\n"
+        "(x * 2).sum().backward()\n"
+    )
+    assert result.error is not None and result.error.kind == "limit"
+    assert result.error.line == 3

@@ -519,16 +519,21 @@ class Interpreter:
         return items
 
     def print(self, *values: Any, sep: str = " ", end: str = "\n") -> None:
-        text = str(sep).join(self.text(v) for v in values) + str(end)
+        parts = [self.text(v) for v in values]
+        sep, end = self.text(sep), self.text(end)
+        size = sum(len(p) for p in parts) + len(sep) * max(len(parts) - 1, 0) + len(end)
+        if self.printed + size > self.limits.max_output:
+            raise LimitExceeded(f"more than {self.limits.max_output:,} characters of output")
+        text = sep.join(parts) + end
         self.printed += len(text)
         if self.printed > self.limits.max_output:
             raise LimitExceeded(f"more than {self.limits.max_output:,} characters of output")
         self.output.append(text)
 
-    def text(self, value: Any, spec: str = "") -> str:
+    def text(self, value: Any, spec: str | None = None) -> str:
         """``str(value)`` or ``format(value, spec)``, bounded before and after."""
         _bound_nested(value, self.limits.max_sequence)
-        if spec:
+        if spec is not None:
             found = _FORMAT_SPEC.fullmatch(spec)
             if found is None:
                 raise Refused(f"the format spec '{spec[:40]}'")
@@ -791,7 +796,7 @@ def _eval_joined(it: Interpreter, node: ast.JoinedStr, scope: dict[str, Any]) ->
 def _eval_formatted(it: Interpreter, node: ast.FormattedValue, scope: dict[str, Any]) -> str:
     value = it.eval(node.value, scope)
     spec = "" if node.format_spec is None else it.eval(node.format_spec, scope)
-    return it.text(value, spec)
+    return it.text(value, spec)  # format(value, ""), as Python: f"{torch.tensor(2.5)}" is 2.5
 
 
 def _eval_list(it: Interpreter, node: ast.List | ast.Tuple | ast.Set, scope: dict[str, Any]) -> Any:

@@ -363,6 +363,8 @@ CORPUS: tuple[Hostile, ...] = (
        "characters of output"),
     _h("output", "print_huge_string", "print('x' * 999999)", "limit", "characters"),
     _h("output", "print_star_range", "print(*range(10 ** 6))", "limit", "characters"),
+    _h("output", "print_huge_separator", "print(*range(10 ** 6), sep='x' * 99999)", "limit",
+       "characters"),
     # -- exceptions whose text is huge or looks like a traceback -----------------------------
     _h("exceptions", "assert_huge_message", "assert False, 'x' * 900000", "error",
        "AssertionError"),
