@@ -309,10 +309,12 @@ def test_trusted_mode_checks_the_address_streamlit_will_use(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("STREAMLIT_SERVER_ADDRESS", "0.0.0.0")
-    args = argparse.Namespace(port=None, host=None, trusted=True)
+    args = argparse.Namespace(port=None, host=None, trusted=True, without_sandbox=False)
     with pytest.raises(
         GradLabError, match=r"needs --host 127\.0\.0\.1 \(the address is 0\.0\.0\.0\)"
     ):
         plan_from_args(args)
-    plan = plan_from_args(argparse.Namespace(port=None, host="127.0.0.1", trusted=True))
+    plan = plan_from_args(
+        argparse.Namespace(port=None, host="127.0.0.1", trusted=True, without_sandbox=False)
+    )
     assert plan.address == "127.0.0.1" and "--server.address=127.0.0.1" in plan.flags()
