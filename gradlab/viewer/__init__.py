@@ -28,7 +28,7 @@ Browser side, after the CSS and the JS are on the page::
         predict: false,          // predict-first: hide what each step sends until Reveal
         color: "kind",           // "kind" | "grad" | "value"
         step: -1,                // where stepping starts: -1 (before backward), a step, or "end"
-        renderer: "auto",        // "svg" | "canvas" | "auto" (canvas above 400 nodes)
+        renderer: "auto",        // "svg" | "canvas" | "auto" (canvas above 100 nodes)
     });
     view.next(); view.prev(); view.reset(); view.goTo(k); view.play(); view.pause();
     view.reveal(); view.setPredict(on); view.setPresenter(on); view.setColor(c);

@@ -12,7 +12,7 @@
   "use strict";
   if (window.GradLabViewer && window.GradLabViewer.version === 1) return; // loaded twice: keep one
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var CANVAS_FROM = 400; // nodes
+  var CANVAS_FROM = 100; // nodes: above, SVG repaints cost more than a canvas redraw
   var SPEEDS = { "0.5×": 1600, "1×": 800, "2×": 400, "4×": 200 };
   var instances = [];
   var active = null; // the viewer the keys go to: the last one touched, or the last mounted
@@ -706,6 +706,7 @@
     if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
     if (tag === "INPUT" && t.type !== "checkbox" || tag === "TEXTAREA" || tag === "SELECT" || (t && t.isContentEditable)) return;
     var k = ev.key, handled = true;
+    if (tag === "BUTTON" && (k === "Enter" || k === " ")) return; // a button reached by Tab clicks
     if (!this.steps.length && k !== "Escape" && k !== "r" && k !== "R") return;
     if (k === "ArrowRight" || k === "PageDown" || (k === " " && !ev.shiftKey)) this.go(this.k + 1);
     else if (k === "ArrowLeft" || k === "PageUp" || (k === " " && ev.shiftKey)) this.go(this.k - 1);
@@ -729,7 +730,6 @@
   function mount(element, payload, options) {
     if (!element) throw new Error("GradLabViewer.mount: no element to mount in");
     if (typeof payload === "string") payload = JSON.parse(payload);
-    Viewer.prototype.uid = 0;
     var view = Object.create(Viewer.prototype);
     view.uid = ++uid;
     Viewer.call(view, element, payload, options);
