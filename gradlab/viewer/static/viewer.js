@@ -583,7 +583,7 @@
     var s = Math.min((sz.w - 2 * pad) / (b.x1 - b.x0), (sz.h - 2 * pad) / (b.y1 - b.y0), 2.2);
     if (s < 0.3 && !whole) {
       // too big to read whole: a readable scale, centred on the output end
-      s = 0.5;
+      s = 0.8;
       this.view = { s: s, x: sz.w / 2 - ((b.x0 + b.x1) / 2) * s, y: sz.h - pad - b.y1 * s };
     } else {
       this.view = { s: s, x: sz.w / 2 - ((b.x0 + b.x1) / 2) * s, y: sz.h / 2 - ((b.y0 + b.y1) / 2) * s };
