@@ -38,7 +38,8 @@ function setParam(url, name, value) {
 function syncUrl(root, total) {
   const url = new URL(window.location.href);
   const k = parseInt(root.getAttribute("data-step") || "-1", 10);
-  setParam(url, "step", total && k >= 0 ? String(k + 1) : null);
+  // no step: every step done (how a graph opens); 0: before backward; s: s steps done
+  setParam(url, "step", total && k < total - 1 ? String(k + 1) : null);
   setParam(url, "present", root.getAttribute("data-presenter") === "1" ? "1" : null);
   setParam(url, "predict", root.getAttribute("data-predict") === "1" ? "1" : null);
   setParam(url, "node", root.getAttribute("data-selected") || null);

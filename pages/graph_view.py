@@ -71,7 +71,7 @@ def show_graph(
 ) -> str | None:
     """Mount the viewer on ``G``; return the node clicked to cause this rerun (when sent).
 
-    ``step`` (0: before backward, ``s``: ``s`` steps done), ``predict`` and
+    ``step`` (0: before backward, ``s``: ``s`` steps done, ``None``: all), ``predict`` and
     ``presenter`` are where the browser starts; they take effect when the
     graph is first shown (or changes), never on a later rerun, so the browser's
     own position is kept. ``select`` opens that node's card (``center``: and
@@ -87,8 +87,8 @@ def show_graph(
     if colors is not None:
         recolour(data, colors)
     options: dict[str, Any] = {"color": color, "predict": predict}
-    if step is not None:
-        options["step"] = browser_step(step, len(data["steps"]))
+    # A graph opens with every step done (every gradient shown); a link may name a step.
+    options["step"] = "end" if step is None else browser_step(step, len(data["steps"]))
     digest = _digest(data, options)
     seq_key = f"{key}.select_seq"
     asked = (select, center, request, digest)

@@ -517,59 +517,28 @@ def test_args_survive_backward_freeing_the_saved_tensors() -> None:
 # -- the app ---------------------------------------------------------------------------
 
 
-def test_playground_node_details_show_the_card() -> None:
+def test_playground_node_cards_carry_the_chain_rule() -> None:
+    from tests.viewer_app import viewer_data
+
     at = app_test("playground.py")
     assert not at.exception
-    picker = next(s for s in at.selectbox if s.label == "Node details")
-    power = next(o for o in picker.options if "PowBackward0" in o)
-    at.session_state["pg.node"] = power.split(":")[0]  # as a click on the chart sets it
-    at.run()
-    assert not at.exception
-    text = " ".join(m.value for m in at.markdown)
-    assert "**Chain rule: Power**" in text
-    assert "`∂L/∂x = ∂L/∂y · 2·x`" in text
-    assert "`∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]`" in text
-    assert "✓ the formula gives what PyTorch sent" in text
+    nodes = {n["id"]: n for n in viewer_data(at)["payload"]["nodes"]}
+    power = next(n for n in nodes.values() if n["label"] == "PowBackward0")
+    assert power["card"].startswith("Chain rule: Power")
+    assert "∂L/∂x = ∂L/∂y · 2·x" in power["card"]
+    assert "∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]" in power["card"]
+    assert "✓ the formula gives what PyTorch sent" in power["card"]
 
 
 @pytest.mark.browser
 def test_the_card_in_a_real_browser(app_url: str, page: Any) -> None:
     page.goto(f"{app_url}/playground?example=square&node=fn1")
     wait_for_app(page)
-    card_text = page.get_by_text("Chain rule: Power").first
-    card_text.wait_for()
-    card_text.scroll_into_view_if_needed()
-    assert page.get_by_text("∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]").first.is_visible()
-    assert page.get_by_text("the formula gives what PyTorch sent").first.is_visible()
+    card = page.locator(".glv .glv-card")
+    card.get_by_text("Chain rule: Power").wait_for()
+    assert card.get_by_text("∂L/∂x = [1., 1.] · 2·[2., 3.] = [4., 6.]").first.is_visible()
+    assert card.get_by_text("the formula gives what PyTorch sent").first.is_visible()
     screenshot(page, "chain_card")
-
-
-def test_show_card_alone_for_any_node() -> None:
-    from streamlit.testing.v1 import AppTest
-
-    def page() -> None:
-        import sys
-
-        import torch
-
-        import gradlab
-
-        sys.path.insert(0, "pages")
-        from node_details import show_card
-
-        x = torch.tensor([2.0, 3.0], requires_grad=True)
-        with gradlab.record():
-            loss = (x * x).sum()
-        G = gradlab.backward(loss, gradlab.trace(loss, params={"x": x}))
-        for n in ("fn1", "leaf0", "out0"):
-            show_card(G, n)
-
-    at = AppTest.from_function(page, default_timeout=60)
-    at.run()
-    assert not at.exception
-    text = " ".join(m.value for m in at.markdown)
-    assert "**Chain rule: Multiply**" in text and "x.grad += ∂L/∂x" in text
-    assert any("this is a output node" in c.value for c in at.caption)
 
 
 def _card_of(G: Graph, op: str) -> Card:

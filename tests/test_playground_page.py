@@ -178,7 +178,7 @@ def test_a_link_starts_the_browser_at_its_step_card_and_mode() -> None:
     assert at.query_params["step"] == "4" and at.query_params["present"] == "1"
     at.text_area(key="pg.program").set_value(SQUARE).run()  # another graph: start afresh
     assert "step" not in at.query_params and "node" not in at.query_params
-    assert "step" not in viewer_data(at)["options"]
+    assert viewer_data(at)["options"]["step"] == "end"  # every gradient shown
 
 
 def test_the_classic_picture_and_downloads(downloads: dict[str, Any]) -> None:
