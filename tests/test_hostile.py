@@ -117,6 +117,9 @@ def test_hostile_program(entry: Hostile, tmp_path: Path, monkeypatch: pytest.Mon
     if entry.expect == "runs":
         assert result.error is None, result.error
         assert entry.word in result.output
+        for leak in _LEAKS:
+            assert leak not in result.output
+            assert not any(leak in v.text for v in result.variables)
         if entry.category == "fake":  # its text stays text: no graph, no error appears
             assert result.graph is None and result.backward_calls == 0
         return

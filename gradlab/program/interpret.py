@@ -30,6 +30,7 @@ import importlib
 import math
 import operator
 import re
+import string
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,10 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
 _CONTEXTS = (torch.no_grad, torch.enable_grad, torch.set_grad_enabled, torch.inference_mode)
 _MAX_BITS = 4096  # Python integers: 2 ** 4096 is plenty for a tensor program
 _MAX_FORMAT = 200  # width and precision in a format spec: f"{x:>200.6f}" at most
+_MODULE_PATH = re.compile(r"<module '([\w.]+)' from '[^']*'>")
+_FIELD = re.compile(r"\d*|[A-Za-z]\w*")  # "{}", "{0}", "{name}": no attribute, no index
+_PERCENT = re.compile(r"%(?:\([A-Za-z]\w*\))?[-+ #0]*(?P<width>\d*)(?:\.(?P<precision>\d*))?"
+                      r"[diouxXeEfFgGcs%]")  # fmt: skip
 _FORMAT_SPEC = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?[bcdeEfFgGnosxX%]?")
 
 
@@ -135,8 +140,8 @@ def check(tree: ast.Module) -> list[Refusal]:
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             if not (node.attr == "__init__" and _is_super_call(node.value)):
                 refusals.append(Refusal(line, f"the attribute '{node.attr}'"))
-        elif isinstance(node, ast.Attribute) and node.attr in ("format", "format_map"):
-            refusals.append(Refusal(line, f"the string method '{node.attr}' (use an f-string)"))
+        elif isinstance(node, ast.Attribute) and node.attr == "format_map":
+            refusals.append(Refusal(line, "the string method 'format_map' (use an f-string)"))
         elif isinstance(node, ast.Name) and node.id.startswith("__"):
             refusals.append(Refusal(line, f"the name '{node.id}'"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, bytes):
@@ -483,8 +488,50 @@ class Interpreter:
         raise NameError(f"name '{name}' is not defined")
 
     def binary(self, operation: Callable[[Any, Any], Any], a: Any, b: Any, op: ast.operator) -> Any:
+        if isinstance(op, ast.Mod) and isinstance(a, str):
+            return self.percent(a, b)
         _bound_python_size(a, b, op, self.limits)
         return operation(a, b)
+
+    def percent(self, template: str, values: Any) -> str:
+        """``template % values`` with plain conversions only, widths bounded."""
+        for found in _PERCENT.finditer(template):
+            width, precision = (int(g) if g else 0 for g in found.group("width", "precision"))
+            if max(width, precision) > _MAX_FORMAT:
+                raise LimitExceeded(f"a format width or precision over {_MAX_FORMAT}")
+        rest = _PERCENT.sub("", template)
+        if "%" in rest:
+            bad = rest[rest.index("%") : rest.index("%") + 3]
+            raise Refused(f"the % format '{bad}' (allowed: %s %d %i %f %e %g %x %o %c %%)")
+        for value in values if isinstance(values, tuple) else (values,):
+            _bound_nested(value, self.limits.max_sequence)
+        return self.bounded_text(template % values)
+
+    def format_string(self, template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """``template.format(...)`` with plain fields only: {}, {0}, {name}, and a spec."""
+        parts: list[str] = []
+        auto = 0
+        for literal, field, spec, conversion in string.Formatter().parse(template):
+            parts.append(literal)
+            if field is None:
+                continue
+            if conversion is not None:
+                raise Refused(f"the conversion '!{conversion}' in a format string")
+            if not _FIELD.fullmatch(field) or "{" in (spec or ""):
+                raise Refused(f"the format field '{{{field[:40]}}}' (allowed: {{}}, {{0}}, "
+                              "{name}, with a format spec)")  # fmt: skip
+            if field == "":
+                value, auto = args[auto], auto + 1
+            else:
+                value = args[int(field)] if field.isdigit() else kwargs[field]
+            parts.append(self.text(value, spec or ""))
+        return self.bounded_text("".join(parts))
+
+    def bounded_text(self, text: str) -> str:
+        """A string the program made, bounded, without the server's paths of modules."""
+        if len(text) > self.limits.max_output:
+            raise LimitExceeded(f"a string of {len(text):,} characters")
+        return _MODULE_PATH.sub(r"<module '\1'>", text) if "<module '" in text else text
 
     def call(self, func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         check_call(func)
@@ -543,9 +590,7 @@ class Interpreter:
             text = format(value, spec)
         else:
             text = str(value)
-        if len(text) > self.limits.max_output:
-            raise LimitExceeded(f"a string of {len(text):,} characters")
-        return text
+        return self.bounded_text(text)
 
 
 class Function(ProgramCode):
@@ -951,6 +996,8 @@ def _bounded_method(it: Interpreter, owner: Any, name: str) -> Builtin | None:
             owner.extend(new)
 
         return Builtin("list.extend", extend)
+    if kind is str and name == "format":
+        return Builtin("str.format", lambda *args, **kwargs: it.format_string(owner, args, kwargs))
     if kind is str and name == "join":
 
         def join(items: Any) -> str:
@@ -1019,8 +1066,6 @@ def _bound_python_size(a: Any, b: Any, op: ast.operator, limits: Limits) -> None
     """Refuse plain-Python arithmetic whose result would be huge, before computing it."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return  # the Guard checks tensor ops
-    if isinstance(op, ast.Mod) and isinstance(a, str):
-        raise Refused("string formatting with %")
     sequences = (str, list, tuple)
     if isinstance(op, ast.Mult):
         for seq, n in ((a, b), (b, a)):

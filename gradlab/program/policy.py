@@ -197,7 +197,7 @@ load save hub from_file ops classes cpp_extension jit compile export onnx packag
 backends distributed multiprocessing storage untyped_storage share_memory_ share_memory
 from_numpy numpy pin_memory frombuffer tofile dump dumps load_state_dict_from_url profiler
 gi_frame gi_code f_globals f_locals f_back f_builtins f_code tb_frame tb_next cr_frame ag_frame
-func_globals format format_map
+func_globals format_map
 """)
 
 # -- what each kind of object offers ------------------------------------------------------
@@ -272,7 +272,7 @@ _CONTAINER: dict[type, frozenset[str]] = {
     tuple: _names("index count"),
     set: _names("add discard remove copy clear union intersection difference"),
     str: _names("startswith endswith upper lower strip lstrip rstrip split join replace "
-                "isdigit isalpha"),
+                "isdigit isalpha format"),
 }  # fmt: skip
 _SMALL_VALUES: dict[type, frozenset[str]] = {
     torch.dtype: _names("is_floating_point is_complex is_signed itemsize"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import reprlib
+import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -341,6 +342,8 @@ def _tensor_variable(
 
 
 def _other_variable(name: str, value: Any) -> Variable:
+    if isinstance(value, types.ModuleType):  # never where it lives on the server
+        return Variable(name, "other", f"module {value.__name__}")
     if isinstance(value, torch.nn.Module):
         return Variable(name, "module", _short(value))
     if isinstance(value, torch.optim.Optimizer):
