@@ -25,9 +25,10 @@ from gradlab.backward import backward
 from gradlab.errors import TraceError
 from gradlab.explain import Explanation, explain
 from gradlab.graph import Graph, TensorSummary, edge_dicts
-from gradlab.program.interpret import Interpreter, ProgramRefused, check
+from gradlab.program.interpret import Interpreter
 from gradlab.program.limits import Guard, LimitExceeded, Limits
 from gradlab.program.policy import Refused
+from gradlab.program.syntax import ProgramRefused, check
 from gradlab.record import record
 from gradlab.summary import summarize_many
 from gradlab.trace import trace
