@@ -84,46 +84,70 @@ def summarize_many(
 def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list[TensorSummary]:
     """Real floating, non-empty tensors of one device.
 
-    Tensors of the same dtype and shape are stacked into a ``(k, n)`` matrix
-    (one kernel, views included) and reduced along ``dim=1``; every group's
-    statistics and the small tensors' values then come back in one transfer.
+    Each tensor becomes a row: a small one (values kept) its elements in
+    logical order; a bigger one, when it is dense and does not overlap itself,
+    the block of memory it covers, in memory order (no copy), else its
+    elements in logical order. Rows of one dtype and length are stacked into
+    a ``(k, n)`` matrix and reduced along ``dim=1``: a few kernels for every
+    distinct size, whatever the shapes and memory layouts. A view that covers
+    the same block as another tensor (a reshape, a transpose, a permute: most
+    of a transformer's view ops) has the same elements, so its statistics are
+    the other's, computed once. Every group's statistics and the small
+    tensors' values then come back in one transfer.
     """
-    groups: dict[tuple[torch.dtype, torch.Size], list[int]] = {}
+    groups: dict[tuple[torch.dtype, int], list[int]] = {}
+    rows: list[torch.Tensor | None] = [None] * len(tensors)
+    blocks: dict[tuple[int, int, torch.dtype, bool], int] = {}  # memory block -> first tensor on it
+    same: list[tuple[int, int]] = []  # (tensor, the tensor whose statistics it shares)
     for j, t in enumerate(tensors):
-        groups.setdefault((t.dtype, t.shape), []).append(j)
+        n = t.numel()
+        if n > MAX_VALUES and _dense(t):
+            block = (t.data_ptr(), n, t.dtype, t.is_neg())
+            first = blocks.get(block)
+            if first is not None:
+                same.append((j, first))
+                continue
+            blocks[block] = j
+            rows[j] = t.as_strided((n,), (1,))  # its memory, in memory order
+        else:
+            # reshape copies a strided, expanded or channels-last tensor, in logical order
+            rows[j] = t.reshape(-1)
+        groups.setdefault((t.dtype, n), []).append(j)
     parts: list[torch.Tensor] = []
-    layout: list[tuple[list[int], torch.dtype, torch.Size]] = []
-    for (dtype, size), members in groups.items():
-        n = size.numel()
-        for chunk in _chunks(members, n):
-            # reshape, not view: stacking keeps a channels-last or other layout of the inputs
-            x = torch.stack([tensors[j] for j in chunk]).reshape(len(chunk), n)
+    layout: list[tuple[list[int], int]] = []
+    for (dtype, n), members in groups.items():
+        for chunk in _chunks(members, n) if len(members) * n > _CHUNK_ELEMENTS else (members,):
+            if len(chunk) == 1:
+                x = rows[chunk[0]].unsqueeze(0)  # type: ignore[union-attr]
+            else:
+                x = torch.stack([rows[j] for j in chunk])  # type: ignore[misc]
             if dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # their squares overflow at 65504
             # separate amin and amax outrun aminmax along rows on the CPU
             low, high = torch.amin(x, dim=1), torch.amax(x, dim=1)
-            stats = [x.sum(1), torch.linalg.vector_norm(x, dim=1), low, high]  # 4 x (k,)
-            parts.append(torch.stack(stats).to(torch.float64).reshape(-1))
+            # 4 x (k,), then the values; the one cat below widens them all to float64
+            parts += [x.sum(1), torch.linalg.vector_norm(x, dim=1), low, high]
             if n <= MAX_VALUES:
-                parts.append(x.to(torch.float64).reshape(-1))  # widening is exact
+                parts.append(x.reshape(-1))  # widening is exact
             elif histograms:
                 parts.append(_histograms(x, low, high).reshape(-1))
-            layout.append((chunk, dtype, size))
-    flat = torch.cat(parts).tolist()  # the one device-to-host transfer
+            layout.append((chunk, n))
+    flat = torch.cat(parts).to(torch.float64).tolist()  # the one device-to-host transfer
     out: list[TensorSummary | None] = [None] * len(tensors)
     offset = 0
-    for chunk, dtype, size in layout:
-        k, n, shape, dname = len(chunk), size.numel(), list(size), dtype_name(dtype)
+    for chunk, n in layout:
+        k = len(chunk)
         sums, norms, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
         width = n if n <= MAX_VALUES else HIST_BINS if histograms else 0
         for r, j in enumerate(chunk):
+            t = tensors[j]
+            shape = list(t.shape)
             part = flat[offset + r * width : offset + (r + 1) * width]
-            values = _nest(part, shape) if n <= MAX_VALUES else None
             if math.isfinite(sums[r]) and math.isfinite(norms[r]):
                 out[j] = {
-                    "shape": shape[:],
-                    "dtype": dname,
+                    "shape": shape,
+                    "dtype": dtype_name(t.dtype),
                     "numel": n,
                     "norm": norms[r],
                     "mean": sums[r] / n,
@@ -131,13 +155,30 @@ def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list
                     "max": maxs[r],
                     "nan": 0,
                     "inf": 0,
-                    "values": values,
+                    "values": _nest(part, shape) if n <= MAX_VALUES else None,
                     "hist": [int(c) for c in part] if width == HIST_BINS else None,
                 }
             else:  # a NaN or an Inf inside (or an overflow): count them exactly
-                out[j] = _summarize_one(tensors[j], histograms)
+                out[j] = _summarize_one(t, histograms)
         offset += k * width
+    for j, first in same:
+        shared = out[first]
+        assert shared is not None
+        out[j] = {**shared, "shape": list(tensors[j].shape)}
     return [s for s in out if s is not None]
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether ``t`` covers a block of memory exactly: every element once, no gaps."""
+    if t.is_contiguous():
+        return True
+    expected = 1
+    for stride, size in sorted(zip(t.stride(), t.shape, strict=True)):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 def _histograms(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
