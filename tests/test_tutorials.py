@@ -422,6 +422,51 @@ print(y, x.grad)
 """
 )
 
+BLITZ_LOOP = (
+    HEADER
+    + """
+from torch.utils.data import TensorDataset, DataLoader
+
+torch.manual_seed(0)
+inputs_all = torch.randn(24, 4)
+labels_all = (inputs_all.sum(dim=1) > 0).long()
+trainloader = DataLoader(TensorDataset(inputs_all, labels_all), batch_size=4, shuffle=True)
+
+net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+criterion = nn.CrossEntropyLoss()
+optimizer = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+
+for epoch in range(2):  # loop over the dataset multiple times
+    net.train()
+    running_loss = 0.0
+    for i, data in enumerate(trainloader, 0):
+        # get the inputs; data is a list of [inputs, labels]
+        inputs, labels = data
+        optimizer.zero_grad()
+        outputs = net(inputs)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        if i % 3 == 2:
+            print('[%d, %5d] loss: %.3f' % (epoch + 1, i + 1, running_loss / 3))
+            running_loss = 0.0
+
+net.eval()
+correct = 0
+total = 0
+with torch.no_grad():
+    for data in trainloader:
+        images, labels = data
+        outputs = net(images)
+        _, predicted = torch.max(outputs.data, 1)
+        total += labels.size(0)
+        correct += (predicted == labels).sum().item()
+print('Accuracy of the network: {} %'.format(100 * correct // total))
+print(f'Finished Training: {total} samples, {sum(p.numel() for p in net.parameters())} weights')
+"""
+)
+
 TUTORIALS = {
     "linear_regression": LINEAR_REGRESSION,
     "three_points": THREE_POINTS,
@@ -435,6 +480,7 @@ TUTORIALS = {
     "accumulation": ACCUMULATION,
     "jacobian_hessian": JACOBIAN_HESSIAN,
     "custom_function": CUSTOM_FUNCTION,
+    "blitz_loop": BLITZ_LOOP,
 }
 
 
@@ -558,3 +604,16 @@ def test_custom_function_backward_runs_and_is_captured() -> None:
     assert result.graph is not None
     ops = {d.get("op") for _, d in result.graph.nodes(data=True)}
     assert "MyReLUBackward" in ops
+
+
+def test_blitz_loop_prints_running_loss_and_accuracy() -> None:
+    lines = run_program(BLITZ_LOOP).output.splitlines()
+    assert [line.split(" loss:")[0] for line in lines[:4]] == [
+        "[1,     3]",
+        "[1,     6]",
+        "[2,     3]",
+        "[2,     6]",
+    ]
+    accuracy = int(lines[4].split()[-2])
+    assert 0 <= accuracy <= 100
+    assert lines[5] == "Finished Training: 24 samples, 58 weights"
