@@ -32,7 +32,9 @@ Browser side, after the CSS and the JS are on the page::
     });
     view.next(); view.prev(); view.reset(); view.goTo(k); view.play(); view.pause();
     view.reveal(); view.setPredict(on); view.setPresenter(on); view.setColor(c);
-    view.select(id); view.centerOn(id); view.fit(); view.state(); view.destroy();
+    view.select(id); view.centerOn(id); view.state(); view.destroy();
+    view.fit();      // the whole graph, or for one too big to read whole a readable zoom
+    view.fit(true);  // every node on screen, however small (the Fit button)
 
 ``element`` should have a height (the viewer fills it). Keys ← → Space
 PageUp PageDown Home End (and R to reveal) go to the viewer last clicked

@@ -748,7 +748,8 @@
       setColor: function (c) { view.color = c; view.colorSel.value = c; view.applyColor(); view.draw(); },
       select: function (id) { view.select(id); },
       centerOn: function (id) { return view.centerOn(id, true); },
-      fit: function (whole) { view.fit(whole !== false); },
+      // the whole graph; a graph too big to read whole opens at a readable zoom unless `whole`
+      fit: function (whole) { view.fit(!!whole); },
       panBy: function (dx, dy) { view.panBy(dx, dy); },
       zoomBy: function (f) { view.zoomBy(f); },
       state: function () {
