@@ -587,6 +587,8 @@ def _eval_attribute(it: Interpreter, node: ast.Attribute, scope: dict[str, Any])
     owner = it.eval(node.value, scope)
     name = node.attr
     if isinstance(owner, super):
+        if isinstance(getattr(owner, "__self__"), type):  # noqa: B009
+            raise Refused("super() bound to a class")
         if name == "__init__":  # super().__init__(): check() allowed it only on super()
             return Builtin("super().__init__", getattr(owner, "__init__"))  # noqa: B009
         check_attribute(getattr(owner, "__self__"), name)  # noqa: B009
@@ -1027,6 +1029,8 @@ def _safe_builtins(it: Interpreter) -> dict[str, Any]:
     def two_argument_super(cls: Any, obj: Any) -> super:
         if not (isinstance(cls, type) and issubclass(cls, ProgramObject)):
             raise Refused("super() of a class the program did not define")
+        if not isinstance(obj, cls):
+            raise Refused("super(Class, x) where x is not an object of Class")
         return super(cls, obj)
 
     functions: dict[str, Callable[..., Any]] = {

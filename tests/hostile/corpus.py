@@ -103,6 +103,12 @@ CORPUS: tuple[Hostile, ...] = (
        "__self__"),
     _h("dunder", "two_argument_super_foreign", "s = super(nn.Linear, nn.Linear(1, 1))",
        "refused", "super()"),
+    _h("tampering", "super_init_on_a_module",
+       "class A(nn.Module):\n    pass\nsuper(A, A).__init__(F)", "refused", "super(Class, x)",
+       tampers=True),
+    _h("tampering", "method_called_on_a_module",
+       "class A(nn.Module):\n    def grow(self):\n        super().__init__()\n"
+       "        self.weight = 1\nA.grow(F)", "error", "super", tampers=True),
     # -- format strings ---------------------------------------------------------------------
     _h("format", "str_format_class", "s = '{0.__class__}'.format(torch.ones(1))", "refused",
        "format"),
