@@ -265,7 +265,7 @@ _SCHEDULER = _names("step get_last_lr last_epoch base_lrs optimizer state_dict l
 _DATA_OBJECT = _names("dataset batch_size drop_last tensors indices datasets")
 _CTX = _names("save_for_backward saved_tensors needs_input_grad mark_dirty "
               "mark_non_differentiable set_materialize_grads")  # fmt: skip
-_NODE = _names("next_functions name variable metadata")
+_NODE = _names("next_functions name variable")
 _CONTAINER: dict[type, frozenset[str]] = {
     list: _names("append extend pop index count insert remove copy reverse clear sort"),
     dict: _names("items keys values get pop update copy clear setdefault"),

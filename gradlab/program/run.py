@@ -157,7 +157,17 @@ class _Run:
                 Notice(0, str(w.message), explain(str(w.message))) for w in _unique(caught)
             )
             with _disable_current_modes():
-                return self.result(error, notices)
+                try:
+                    return self.result(error, notices)
+                except Exception as exc:  # a graph the program bent out of shape: say so
+                    text = _clip(
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    )
+                    failed = error or ProgramError(
+                        "runtime", 1, f"the program ran, but its graph cannot be shown ({text})"
+                    )
+                    output = "".join(self.interpreter.output)
+                    return ProgramResult(self.source, output=output, error=failed, notices=notices)
 
     # -- calls from the program ---------------------------------------------------
 
