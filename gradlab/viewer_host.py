@@ -68,13 +68,18 @@ function applySelect(host, select) {
 }
 
 function mountViewer(parentElement, data, setTriggerValue) {
+  // The frame holds the height; the viewer fills it (and the window in presenter mode,
+  // which an inline height on the viewer itself would stop).
+  const frame = document.createElement("div");
+  frame.className = "gradlab-host";
+  frame.style.height = data.height + "px";
   const box = document.createElement("div");
-  box.className = "gradlab-host";
-  box.style.height = data.height + "px";
+  box.style.height = "100%";
+  frame.appendChild(box);
   while (parentElement.firstChild) parentElement.removeChild(parentElement.firstChild);
-  parentElement.appendChild(box);
+  parentElement.appendChild(frame);
   const host = {
-    digest: data.digest, seq: null, muted: false, box: box, observer: null, centered: false,
+    digest: data.digest, seq: null, muted: false, box: frame, observer: null, centered: false,
   };
   const options = Object.assign({}, data.options, {
     onSelect: function (node) {
