@@ -16,6 +16,7 @@ import torch
 
 import gradlab
 from gradlab import presets
+from gradlab.collapse import collapse
 from gradlab.targets import trace_case
 from gradlab.viewer import page as html_page
 from gradlab.viewer import payload
@@ -59,6 +60,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mlp = trace_case(presets.get("mlp").build(0, depth=100))
     out["mlp"] = folder / "mlp.html"
     out["mlp"].write_text(html_page(payload(mlp, cards=False)), "utf-8")
+    lenet = trace_case(presets.get("lenet").build(0))
+    out["collapsed"] = folder / "collapsed.html"
+    out["collapsed"].write_text(html_page(payload(collapse(lenet))), "utf-8")
     out["lenet"] = folder / "lenet.html"
     out["lenet"].write_text(html_page(payload(trace_case(presets.get("lenet").build(0)))), "utf-8")
     return out
@@ -366,3 +370,20 @@ def test_play_runs_to_the_end_and_full_screen_fills_the_window(
     p.wait_for_selector(".glv:fullscreen, .glv.glv-presenter")
     box = p.locator(".glv").bounding_box()
     assert box["width"] >= 1279 and box["height"] >= 719
+
+
+def test_a_collapsed_view_steps_and_explains_its_module_boxes(
+    offline: Any, files: dict[str, Path]
+) -> None:
+    p = offline
+    open_file(p, files["collapsed"])
+    assert p.locator(".glv-module").count() >= 8  # conv1, pool, fc1, ... as boxes
+    for _ in range(3):
+        p.keyboard.press("ArrowRight")
+    assert "Sends down input 0 to the module" in p.inner_text(".glv-sent")
+    p.click("text=End")
+    fc1 = p.locator(".glv-module", has_text="fc1 (Linear)")
+    assert "grad ‖·‖=" in fc1.locator("text").last.text_content()  # its gradient, once done
+    fc1.click()
+    assert "this is a module node" in p.inner_text(".glv-card")
+    shot(p, "collapsed")

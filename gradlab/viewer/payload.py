@@ -161,7 +161,7 @@ def _details(G: Graph, n: str, attrs: NodeAttrs) -> list[list[str]]:
     for key in ("op", "name", "dtype", "device"):
         if attrs.get(key):
             facts.append(f"{key} {attrs.get(key)}")
-    if attrs.get("module") is not None:
+    if attrs.get("module") is not None and attrs["kind"] != "module":
         facts.append(f"module {attrs['module'] or '(top)'} ({attrs.get('module_type')})")
     step = attrs.get("step")
     if step is not None:

@@ -62,8 +62,9 @@
     this.steps = data.steps || [];
     this.byId = {};
     for (var i = 0; i < this.nodes.length; i++) this.byId[this.nodes[i].id] = i;
-    this.k = this.steps.length ? (this.opts.step === "end" ? this.steps.length - 1 :
-      (typeof this.opts.step === "number" ? this.opts.step : -1)) : -1;
+    var start = this.opts.step === "end" ? this.steps.length - 1 :
+      (typeof this.opts.step === "number" ? this.opts.step : -1);
+    this.k = Math.max(-1, Math.min(this.steps.length - 1, start));
     this.predict = !!this.opts.predict;
     this.revealed = false;
     this.color = this.opts.color || "kind";
@@ -444,7 +445,7 @@
       ne.g.classList.toggle("glv-pending", pending);
     });
     this.edges.forEach(function (e, j) {
-      var ee = self.edgeEls[j], now = !!step && e.at === self.k;
+      var ee = self.edgeEls[j], now = !!step && e.v === step.node;  // sent by this step
       var text = now && e.grad && self.edgeShown(e) ? e.grad : "";
       var key = now + "|" + text;
       if (ee.key === key) return;
@@ -486,7 +487,7 @@
       var e = this.edges[j], u = nodes[e.u], w = nodes[e.v];
       var ey0 = u.y + u.h / 2, ey1 = w.y - w.h / 2;
       if (Math.max(ey0, ey1) < y0 || Math.min(ey0, ey1) > y1 || Math.max(u.x, w.x) < x0 || Math.min(u.x, w.x) > x1) continue;
-      if (this.steps[this.k] && e.at === this.k) { now.push(e); continue; }
+      if (cur >= 0 && e.v === cur) { now.push(e); continue; }
       // zoomed far out an edge shorter than a pixel is hidden under its boxes anyway
       if (tiny && Math.abs(w.x - u.x) * v.s < 1 && Math.abs(ey1 - ey0) * v.s < 1) continue;
       ctx.moveTo(u.x, ey0); ctx.lineTo(w.x, ey1);
@@ -683,7 +684,7 @@
       while (self.tip.firstChild) self.tip.removeChild(self.tip.firstChild);
       self.nodeLines(i).forEach(function (line) { self.tip.appendChild(el("div", null, line)); });
       var n = self.nodes[i];
-      if (n.module) self.tip.appendChild(el("div", "glv-dim", "module " + n.module + (n.module_type ? " (" + n.module_type + ")" : "")));
+      if (n.module && n.kind !== "module") self.tip.appendChild(el("div", "glv-dim", "module " + n.module + (n.module_type ? " (" + n.module_type + ")" : "")));
       self.tip.appendChild(el("div", "glv-dim", "click for its card"));
       self.tip.style.display = "block";
       self.tip.style.left = Math.min(ev.clientX - r.left + 14, r.width - 260) + "px";
