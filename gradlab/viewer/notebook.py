@@ -19,7 +19,7 @@ from gradlab.errors import GradLabError
 from gradlab.graph import Graph
 from gradlab.viewer.html import frame, page
 from gradlab.viewer.payload import payload
-from gradlab.viewer.svg import to_svg
+from gradlab.viewer.svg import TEXT_UP_TO, to_svg
 
 
 class Shown:
@@ -39,7 +39,10 @@ class Shown:
 
     def html(self) -> str:
         """The interactive viewer in an iframe, as a notebook shows it."""
-        return frame(self.data, height=self.height, options=self.options, still=self.svg())
+        # the still picture inside the HTML too, while it stays small (it is there twice)
+        small = len(self.data["nodes"]) <= TEXT_UP_TO
+        still = self.svg() if small else None
+        return frame(self.data, height=self.height, options=self.options, still=still)
 
     def page(self) -> str:
         """The viewer as a whole HTML document."""
