@@ -149,6 +149,18 @@ def test_keys_and_clicks_step_the_classic_chain(offline: Any, files: dict[str, P
     shot(p, "chain-end")
 
 
+def test_twenty_quick_presses_are_twenty_steps(offline: Any, files: dict[str, Path]) -> None:
+    p = offline
+    open_file(p, files["lenet"])  # 27 steps: 20 presses must not reach the end
+    for i in range(20):
+        p.keyboard.press("ArrowRight" if i % 2 else "PageDown")
+    assert step(p) == 19
+    assert p.inner_text(".glv-progress") == "20 / 27"
+    for _ in range(5):
+        p.click("text=◀ Prev")
+    assert step(p) == 14
+
+
 def test_steps_show_only_what_the_engine_had_computed(offline: Any, files: dict[str, Path]) -> None:
     p = offline
     open_file(p, files["chain"])
