@@ -37,6 +37,9 @@ class Shown:
             "text/plain": self.text(),
         }
 
+    def _repr_html_(self) -> str:  # for front ends that ask for HTML alone
+        return self.html()
+
     def html(self) -> str:
         """The interactive viewer in an iframe, as a notebook shows it."""
         # the still picture inside the HTML too, while it stays small (it is there twice)
