@@ -292,3 +292,17 @@ def test_nan_and_inf_are_drawn_not_refused() -> None:
     assert x_node["grad"] == "[inf, 1.]" and x_node["fill"] == "#ff6347"
     assert x_node["gnorm"] == 0.0  # log10 of the norm of the finite entries (1.)
     assert "inf" in page(p)  # the page is made (strict JSON: no NaN literal in it)
+
+
+def test_saved_tensors_are_in_the_card_not_on_the_graph() -> None:
+    x = torch.tensor([2.0, 3.0], requires_grad=True)
+    with gradlab.record():
+        loss = (x.exp() * x).sum()
+    G = gradlab.backward(loss, gradlab.trace(loss, params={"x": x}, show_saved=True))
+    p = payload(G)
+    assert all(n["kind"] != "saved" for n in p["nodes"])
+    exp = next(n for n in p["nodes"] if n["op"] == "ExpBackward0")
+    saved = dict(exp["details"])["Saved for backward"]
+    from gradlab.chain import show as show_tensor
+
+    assert saved == f"result: {show_tensor(gradlab.summarize(x.detach().exp()))}"
