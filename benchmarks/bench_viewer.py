@@ -126,14 +126,201 @@ def open_page(browser: Any, path: Path) -> Any:
 
 
 def streamlit_rows(args: argparse.Namespace) -> list[str]:
-    """The app's side, measured in the same run: to be added here.
+    """The app's side, measured in the same run (see the section below)."""
+    if args.no_app:
+        return []
+    return app_rows(args.repeat, args.old)
 
-    First paint of the Playground from a cold page load (server and browser
-    together, target under 3 s), and the old path's Next (a Streamlit rerun
-    that rebuilds the Plotly figure, about 1,000 ms) against the viewer's.
-    Each returns a table row like the ones :func:`main` prints.
-    """
-    return []
+
+# -- the app: the viewer inside Streamlit, against the old Streamlit-rerun stepping ---------
+#
+# The old path (each Next a rerun that rebuilds the Plotly figure) is measured on the
+# pages and library of the last commit that still had it (before pages/stepper.py was
+# removed), exported with ``git archive`` into a temporary folder and served from there.
+
+APP_NEXT_JS = """async () => {
+  const root = document.querySelector('.glv');
+  const before = root.dataset.step;
+  const next = [...root.querySelectorAll('button')].find(b => b.textContent === 'Next ▶');
+  const t0 = performance.now();
+  next.click();
+  await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));  // after the paint
+  if (root.dataset.step === before) throw new Error('Next did not move');
+  return performance.now() - t0;
+}"""
+
+
+def app_rows(repeat: int, old: str | None) -> list[str]:
+    """Next → step drawn in the app (new viewer and old rerun) and the Playground's first paint."""
+    from playwright.sync_api import sync_playwright
+
+    root = Path(__file__).resolve().parents[1]
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        old_tree = _old_tree(root, Path(tmp) / "old", old)
+        if old_tree is not None:
+            with _server(old_tree, Path(tmp) / "old-home") as url:
+                rows += _old_rows(browser, url, repeat)
+        server = _server(root, Path(tmp) / "home")
+        with server as url:
+            rows += _new_rows(browser, url, repeat, server.started)
+        browser.close()
+    return rows
+
+
+def _old_tree(root: Path, folder: Path, old: str | None) -> Path | None:
+    """The app as it was before the viewer, from git; None when git cannot give it."""
+    import subprocess
+
+    try:
+        if old is None:
+            last = subprocess.run(
+                ["git", "rev-list", "-1", "HEAD", "--", "pages/stepper.py"],
+                cwd=root, capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            old = f"{last}~1" if last else None
+        if old is None:
+            return None
+        folder.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", old, "gradlab", "pages", "plugins"],
+            cwd=root, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"the old Streamlit stepping is not measured: {exc}", file=sys.stderr)
+        return None
+    return folder if (folder / "pages" / "stepper.py").is_file() else None
+
+
+class _server:
+    """``streamlit run pages/app.py`` of the tree at ``root`` on a free port, as a context."""
+
+    def __init__(self, root: Path, home: Path) -> None:
+        self.root, self.home = root, home
+        self.started = 0.0  # time.perf_counter() when the process was started
+
+    def __enter__(self) -> str:
+        import os
+        import socket
+        import subprocess
+        import time
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "GRADLAB_HOME": str(self.home), "PYTHONPATH": str(self.root)}
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(self.root / "pages" / "app.py"),
+             "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
+             "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
+            cwd=self.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        return self.url
+            except OSError:
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def _old_rows(browser: Any, url: str, repeat: int) -> list[str]:
+    """The old Playground: Next reruns the script, which rebuilds the Plotly figure."""
+    import time
+
+    chart = '[data-testid="stPlotlyChart"] .scatterlayer path.point'
+    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    paints = []
+    for _ in range(2):  # the first load on this server pays for its imports too
+        context = browser.new_context(viewport={"width": 1280, "height": 720})
+        p = context.new_page()
+        p.set_default_timeout(120_000)
+        t0 = time.perf_counter()
+        p.goto(f"{url}/playground?example=chain")
+        p.wait_for_selector(chart)
+        paints.append(time.perf_counter() - t0)
+        context.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    p = context.new_page()
+    p.set_default_timeout(120_000)
+    p.goto(f"{url}/playground?example=chain&step=0")
+    p.wait_for_selector(chart)
+    p.wait_for_selector(idle)
+    times = []
+    while len(times) < repeat:
+        for k in range(1, 6):
+            t0 = time.perf_counter()
+            p.locator('button:has-text("Next")').first.click()
+            p.wait_for_selector(f"h4:has-text('Step {k} of 5:')")
+            p.wait_for_selector(idle)  # the rerun has drawn everything
+            times.append(time.perf_counter() - t0)
+        p.locator('button:has-text("Reset")').first.click()
+        p.wait_for_selector("text=Before the first step")
+        p.wait_for_selector(idle)
+    context.close()
+    ms = [1e3 * t for t in times]
+    return [
+        f"| app: Next → step drawn (old: Streamlit rerun) | classic chain | 7 | "
+        f"**{statistics.median(ms):.0f} ms** | {max(ms):.0f} ms | – |",
+        f"| app: Playground first paint (old, fresh browser) | classic chain | 7 | "
+        f"**{paints[1]:.1f} s** | first load on the server {paints[0]:.1f} s | – |",
+    ]
+
+
+def _new_rows(browser: Any, url: str, repeat: int, started: float) -> list[str]:
+    """The Playground with the viewer: Next is answered in the browser, no rerun."""
+    import time
+
+    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    paints = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1280, "height": 720})
+        p = context.new_page()
+        p.set_default_timeout(120_000)
+        t0 = time.perf_counter()
+        p.goto(f"{url}/playground?example=chain")
+        p.wait_for_selector(".glv[data-drawn]")
+        paints.append(time.perf_counter() - (started if not paints else t0))
+        context.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    p = context.new_page()
+    p.set_default_timeout(120_000)
+    p.goto(f"{url}/playground?example=chain&step=0")
+    p.wait_for_selector(".glv[data-drawn]")
+    p.wait_for_selector(idle)
+    times, clicks = [], []
+    while len(times) < repeat:
+        p.keyboard.press("Home")
+        for _ in range(5):
+            times.append(p.evaluate(APP_NEXT_JS))
+        p.keyboard.press("Home")
+        for k in range(5):
+            t0 = time.perf_counter()  # as Playwright sees it: a real click, then the new step
+            p.get_by_role("button", name="Next ▶").click()
+            p.wait_for_function(
+                f"() => document.querySelector('.glv').dataset.step === '{k}'", polling="raf"
+            )
+            clicks.append(1e3 * (time.perf_counter() - t0))
+    context.close()
+    return [
+        f"| app: Next → step drawn (viewer, in the page) | classic chain | 7 | "
+        f"**{statistics.median(times):.1f} ms** | {max(times):.1f} ms | < 50 ms |",
+        f"| app: Next → step drawn (viewer, Playwright click to new step) | classic chain | 7 | "
+        f"**{statistics.median(clicks):.0f} ms** | {max(clicks):.0f} ms | < 50 ms |",
+        f"| app: Playground first paint (server start → graph drawn) | classic chain | 7 | "
+        f"**{paints[0]:.1f} s** | – | < 3 s |",
+        f"| app: Playground first paint (fresh browser, warm server) | classic chain | 7 | "
+        f"**{paints[1]:.1f} s** | – | < 3 s |",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=32, help="transformer layers (32)")
     parser.add_argument("--repeat", type=int, default=20, help="Next presses timed (20)")
     parser.add_argument("--seconds", type=float, default=3.0, help="panning time per case (3)")
+    parser.add_argument("--no-app", action="store_true", help="skip the Streamlit app's rows")
+    parser.add_argument(
+        "--old", default=None,
+        help="git revision of the old Streamlit stepping (default: the last with pages/stepper.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium")
     if chromium is None:
