@@ -215,11 +215,13 @@ class Pool:
                    PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
         self._ready.clear()
         self.sandbox = None
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gradlab.program.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, cwd="/", start_new_session=True,
-        )  # fmt: skip
+        log = os.environ.get("GRADLAB_WORKER_LOG")  # where the worker parent's errors go
+        with open(log or os.devnull, "ab") as errors:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gradlab.program.worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                env=env, cwd="/", start_new_session=True,
+            )  # fmt: skip
         self._process = process
         threading.Thread(target=self._read, args=(process,), daemon=True,
                          name="gradlab-worker-reader").start()  # fmt: skip

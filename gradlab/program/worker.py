@@ -473,7 +473,8 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)  # stray prints never reach the protocol
-    sandbox.die_with_parent()
+    # No PR_SET_PDEATHSIG here: it fires when the *thread* that started this process ends
+    # (a page's script thread), not the server. The server's end closes stdin instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl+C is the server's
     server = _Server(inbox, outbox)
     try:
