@@ -276,7 +276,7 @@ class Interpreter:
         elif isinstance(target, ast.Subscript):
             container = self.eval(target.value, scope)
             _check_item_target(container)
-            container[self.eval(target.slice, scope)] = value
+            container[self.key(target.slice, scope)] = value
         elif isinstance(target, ast.Attribute):
             owner = self.eval(target.value, scope)
             check_attribute_assignment(owner, target.attr, value)
@@ -319,7 +319,7 @@ class Interpreter:
         elif isinstance(target, ast.Subscript):
             container = self.eval(target.value, scope)
             _check_item_target(container)
-            key = self.eval(target.slice, scope)
+            key = self.key(target.slice, scope)
             container[key] = self.binary(operation, container[key], value, node.op)
         elif isinstance(target, ast.Attribute):
             owner = self.eval(target.value, scope)
@@ -338,11 +338,17 @@ class Interpreter:
         elif isinstance(target, ast.Subscript):
             container = self.eval(target.value, scope)
             _check_item_target(container)
-            del container[self.eval(target.slice, scope)]
+            del container[self.key(target.slice, scope)]
         else:
             raise Refused(f"deleting {type(target).__name__}")
 
     # -- expressions -------------------------------------------------------------
+
+    def key(self, node: ast.expr, scope: dict[str, Any]) -> Any:
+        """An index or dict key, bounded: hashing a nested tuple walks it whole."""
+        key = self.eval(node, scope)
+        _bound_nested(key, self.limits.max_sequence)
+        return key
 
     def eval(self, node: ast.expr, scope: dict[str, Any]) -> Any:
         self.tick()
@@ -608,9 +614,7 @@ def _eval_subscript(it: Interpreter, node: ast.Subscript, scope: dict[str, Any])
     container = it.eval(node.value, scope)
     if isinstance(container, type | types.ModuleType):
         raise Refused(f"indexing {container.__name__}")
-    key = it.eval(node.slice, scope)
-    _bound_nested(key, it.limits.max_sequence)
-    return check_value(container[key], "an index")
+    return check_value(container[it.key(node.slice, scope)], "an index")
 
 
 def _eval_slice(it: Interpreter, node: ast.Slice, scope: dict[str, Any]) -> Any:
@@ -777,8 +781,12 @@ def _eval_comprehension(
     if isinstance(node, ast.GeneratorExp):  # computed at once, bounded; no frame to reach
         return ProgramIterator(iter(results))
     if isinstance(node, ast.DictComp):
+        _bound_nested([key for key, _ in results], it.limits.max_sequence)  # keys are hashed
         return dict(results)
-    return set(results) if isinstance(node, ast.SetComp) else results
+    if isinstance(node, ast.SetComp):
+        _bound_nested(results, it.limits.max_sequence)
+        return set(results)
+    return results
 
 
 def _eval_lambda(it: Interpreter, node: ast.Lambda, scope: dict[str, Any]) -> Any:
