@@ -334,8 +334,8 @@ def _variables(namespace: dict[str, Any]) -> Iterator[Variable]:
     values, grads = summaries[: len(tensors)], summaries[len(tensors) :]
     described = {n: i for i, (n, _) in enumerate(tensors)}
     for name, value in namespace.items():
-        if name in hidden:
-            continue
+        if name in hidden or isinstance(value, types.ModuleType | type):
+            continue  # what the program imported or defined, not a value it computed
         if name in described:
             i = described[name]
             yield _tensor_variable(name, value, values[i], grads[i])
@@ -353,8 +353,6 @@ def _tensor_variable(
 
 
 def _other_variable(name: str, value: Any) -> Variable:
-    if isinstance(value, types.ModuleType):  # never where it lives on the server
-        return Variable(name, "other", f"module {value.__name__}")
     if isinstance(value, torch.nn.Module):
         return Variable(name, "module", _short(value))
     if isinstance(value, torch.optim.Optimizer):
