@@ -467,6 +467,48 @@ print(f'Finished Training: {total} samples, {sum(p.numel() for p in net.paramete
 """
 )
 
+TRANSFORM_CLASSES = (
+    HEADER
+    + """
+from torch.utils.data import Dataset, DataLoader
+
+
+class Rescale(object):
+    \"\"\"Multiply the sample by a factor (a transform, as the data tutorial writes it).\"\"\"
+
+    def __init__(self, factor):
+        assert isinstance(factor, (int, float))
+        self.factor = factor
+
+    def __call__(self, sample):
+        features, label = sample["features"], sample["label"]
+        return {"features": features * self.factor, "label": label}
+
+
+class Points(Dataset):
+    def __init__(self, n, transform=None):
+        self.features = torch.arange(n * 2, dtype=torch.float32).reshape(n, 2)
+        self.labels = torch.arange(n) % 2
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        sample = {"features": self.features[idx], "label": self.labels[idx]}
+        if self.transform:
+            sample = self.transform(sample)
+        return sample
+
+
+dataset = Points(6, transform=Rescale(0.5))
+loader = DataLoader(dataset, batch_size=4)
+for i_batch, sample_batched in enumerate(loader):
+    print(i_batch, sample_batched["features"].size(), sample_batched["label"].tolist())
+print(dataset[5])
+"""
+)
+
 TUTORIALS = {
     "linear_regression": LINEAR_REGRESSION,
     "three_points": THREE_POINTS,
@@ -481,6 +523,7 @@ TUTORIALS = {
     "jacobian_hessian": JACOBIAN_HESSIAN,
     "custom_function": CUSTOM_FUNCTION,
     "blitz_loop": BLITZ_LOOP,
+    "transform_classes": TRANSFORM_CLASSES,
 }
 
 
@@ -617,3 +660,9 @@ def test_blitz_loop_prints_running_loss_and_accuracy() -> None:
     accuracy = int(lines[4].split()[-2])
     assert 0 <= accuracy <= 100
     assert lines[5] == "Finished Training: 24 samples, 58 weights"
+
+
+def test_transform_class_with_call() -> None:
+    lines = run_program(TRANSFORM_CLASSES).output.splitlines()
+    assert lines[:2] == ["0 torch.Size([4, 2]) [0, 1, 0, 1]", "1 torch.Size([2, 2]) [0, 1]"]
+    assert lines[2] == "{'features': tensor([5.0000, 5.5000]), 'label': tensor(1)}"

@@ -288,7 +288,7 @@ _SMALL_VALUES: dict[type, frozenset[str]] = {
     bool: _names("real imag"),
 }
 #: Methods a class body may define although they start with an underscore.
-DEFINABLE_DUNDERS: frozenset[str] = _names("__init__ __len__ __getitem__")
+DEFINABLE_DUNDERS: frozenset[str] = _names("__init__ __len__ __getitem__ __call__")
 #: Methods GradLab itself may call on a program's objects after the run: never definable.
 RESERVED_METHODS: frozenset[str] = _names("extra_repr")
 
@@ -512,6 +512,8 @@ def check_call(func: object) -> None:
     """Raise :class:`Refused` unless ``func`` is on an allow-list or is the program's own."""
     if isinstance(func, ProgramCode | Builtin | nn.Module):
         return  # the program's own code, GradLab's builtins, a model: model(x)
+    if isinstance(func, ProgramObject) and "__call__" in _program_class_dunders(type(func)):
+        return  # a transform class with __call__, as the data tutorials write
     if isinstance(func, type):
         if func in _ALLOWED_CLASSES or issubclass(func, ProgramObject):
             return
@@ -593,6 +595,16 @@ def _program_class_names(cls: type) -> set[str]:
     if issubclass(cls, nn.Module):
         names.discard("training")  # data of the instance, found there
     return names
+
+
+def _program_class_dunders(cls: type) -> set[str]:
+    return {
+        n
+        for klass in cls.__mro__
+        if issubclass(klass, ProgramObject) and klass is not ProgramObject
+        for n in vars(klass)
+        if n in DEFINABLE_DUNDERS
+    }
 
 
 def _describe(obj: object) -> str:

@@ -7,7 +7,7 @@ tracebacks, ``yield`` for frames, ``global``, ``async``), imports other than
 torch's listed modules, attributes that start with ``_`` (except
 ``super().__init__``), ``format_map``, f-string conversions, and the parts of a
 class that could hand Python out (metaclasses, decorators, dunder methods other
-than ``__init__``, ``__len__`` and ``__getitem__``).
+than ``__init__``, ``__len__``, ``__getitem__`` and ``__call__``).
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ def _check_function(node: ast.FunctionDef, in_class: bool) -> Iterator[str]:
         if not (in_class and isinstance(decorator, ast.Name) and decorator.id == "staticmethod"):
             yield "decorators (only @staticmethod in a class)"
     if in_class and node.name.startswith("_") and node.name not in DEFINABLE_DUNDERS:
-        yield f"defining the method '{node.name}' (allowed: __init__, __len__, __getitem__)"
+        allowed = ", ".join(sorted(DEFINABLE_DUNDERS))
+        yield f"defining the method '{node.name}' (allowed: {allowed})"
     if in_class and node.name in RESERVED_METHODS:
         yield f"defining the method '{node.name}'"
