@@ -141,7 +141,11 @@ _HOST_CSS = """
 .gradlab-host .glv h3, .gradlab-host .glv h4 { padding: 0; line-height: 1.3; scroll-margin: 0; }
 .gradlab-host .glv pre { background: transparent; padding: 0; border: 0; }
 .gradlab-host .glv p { font-size: inherit; margin: 0 0 6px; }
-"""
+/* No steps, findings or printed output, and no card open: the graph takes the whole width. */
+.gradlab-host .glv-side"""
+_HOST_CSS += ":not(:has(> .glv-step, > .glv-findings, > .glv-printed, > .glv-caption))"
+_HOST_CSS += ":has(> .glv-card:empty) { display: none; }\n"
+
 
 
 def host_js(viewer_js: str, viewer_css: str) -> str:

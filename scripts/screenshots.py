@@ -28,32 +28,36 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import CHROMIUM_ARGS, free_port, wait_for_app  # noqa: E402
 
 IMAGES = ROOT / "pages" / "images"
-CHART = '[data-testid="stPlotlyChart"] .scatterlayer path.point'
+VIEWER = ".glv[data-drawn]"  # the graph viewer, drawn
+
+
+def _viewer(page: Any) -> None:
+    wait_for_app(page)
+    page.wait_for_selector(VIEWER)
+    page.wait_for_timeout(300)  # the viewer fits the graph once laid out
 
 
 def playground(page: Any, url: str) -> None:
     page.goto(f"{url}/playground?example=chain&node=fn3")
-    wait_for_app(page)
-    page.wait_for_selector(CHART)
+    _viewer(page)
+    page.wait_for_selector(".glv[data-selected='fn3']")
 
 
 def stepper(page: Any, url: str) -> None:
     page.goto(f"{url}/playground?example=chain&step=4")
-    wait_for_app(page)
-    page.wait_for_selector(CHART)
-    page.wait_for_selector("text=Step 4 of 5:")
+    _viewer(page)
+    page.wait_for_selector(".glv .glv-step-title:has-text('Step 4 of 5')")
 
 
 def presenter(page: Any, url: str) -> None:
     page.goto(f"{url}/playground?example=chain&step=4&present=1")
-    wait_for_app(page)
-    page.wait_for_selector(CHART)
+    _viewer(page)
+    page.wait_for_selector(".glv[data-presenter='1']")
 
 
 def model_graph(page: Any, url: str) -> None:
     page.goto(f"{url}/model_graph?preset=lenet&depth=1&expand=fc1")
-    wait_for_app(page)
-    page.wait_for_selector(CHART)
+    _viewer(page)
 
 
 def training(page: Any, url: str) -> None:
@@ -65,24 +69,29 @@ def training(page: Any, url: str) -> None:
     wait_for_app(page)
     page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Start").click()
     page.get_by_text("· finished").first.wait_for(timeout=120_000)
-    wait_for_app(page)
-    page.wait_for_selector(CHART)
+    _viewer(page)
 
 
 def debugger(page: Any, url: str) -> None:
-    page.goto(f"{url}/debugger")
+    page.goto(f"{url}/debugger?case=detach")
+    _viewer(page)
+    page.get_by_role("button", name="Show fn2 on the graph").click()
+    page.wait_for_selector(".glv[data-selected='fn2']")
     wait_for_app(page)
-    page.wait_for_selector(CHART)
+    page.evaluate(  # the picture shows the page's top: findings and the graph beside them
+        "() => { window.scrollTo(0, 0); document.querySelectorAll('[data-testid=stMain]')"
+        ".forEach(e => e.scrollTo(0, 0)); }"
+    )
 
 
-# name -> (flow, viewport height)
-SHOTS: dict[str, tuple[Callable[[Any, str], None], int]] = {
-    "playground": (playground, 1500),
-    "stepper": (stepper, 1300),
-    "presenter": (presenter, 1000),
-    "model_graph": (model_graph, 1400),
-    "training": (training, 1300),
-    "debugger": (debugger, 1100),
+# name -> (flow, viewport size, whether the picture is the whole window)
+SHOTS: dict[str, tuple[Callable[[Any, str], None], tuple[int, int], bool]] = {
+    "playground": (playground, (1400, 860), False),
+    "stepper": (stepper, (1400, 860), False),
+    "presenter": (presenter, (1280, 720), True),
+    "model_graph": (model_graph, (1400, 900), False),
+    "training": (training, (1400, 1300), False),
+    "debugger": (debugger, (1400, 860), False),
 }
 
 
@@ -128,13 +137,14 @@ def main() -> int:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
                 for name in args.only:
-                    flow, height = SHOTS[name]
-                    context = browser.new_context(viewport={"width": 1400, "height": height})
+                    flow, (width, height), whole = SHOTS[name]
+                    context = browser.new_context(viewport={"width": width, "height": height})
                     page = context.new_page()
                     page.set_default_timeout(60_000)
                     flow(page, url)
-                    page.wait_for_timeout(500)  # let Plotly finish its transition
-                    page.screenshot(path=str(IMAGES / f"{name}.png"), clip=_main(page, height))
+                    page.wait_for_timeout(500)  # let charts finish their transitions
+                    clip = None if whole else _main(page, height)
+                    page.screenshot(path=str(IMAGES / f"{name}.png"), clip=clip)
                     print(f"wrote {IMAGES / f'{name}.png'}")
                     context.close()
                 browser.close()
