@@ -18,8 +18,9 @@ TOUR = (
     (
         "playground.py",
         "Playground",
-        "Type a few lines of PyTorch. The graph appears with each node's value; after "
-        "`backward()`, each node's gradient. Click a node for its chain-rule card: the op's "
+        "Type a few lines of PyTorch. The graph appears with each node's value and, after "
+        "`backward()`, its gradient, written on the node. Click a node for its card beside "
+        "the graph: value, gradient, saved tensors and the chain-rule card, the op's "
         "derivative rule with this node's numbers plugged in. Mistakes such as a non-scalar "
         "`backward()` are explained with their fixes.",
         "playground.png",
@@ -27,25 +28,27 @@ TOUR = (
     (
         "playground.py",
         "Step through backward()",
-        "Turn on *Step through backward()* and press → : the engine's real order, one op at "
+        "Press → (or Space, or a clicker's Page Down): the engine's real order, one op at "
         "a time, with the gradient arriving, the sum where two paths meet, what goes to each "
-        "input and what `AccumulateGrad` adds to `.grad`. *Predict first* hides each answer "
-        "until you reveal it; *Presenter mode* is for the projector.",
+        "input and what `AccumulateGrad` adds to `.grad`, answered at once in the browser. "
+        "*Predict first* hides each answer (and the printed output) until you reveal it; "
+        "*Presenter* fills the projector's screen with the graph and the step.",
         "stepper.png",
     ),
     (
         "model_graph.py",
         "Model graph",
         "Pick a preset model, from linear regression to a transformer, and see its graph "
-        "grouped by module, folded where blocks repeat, with parameters, gradients and "
-        "saved-tensor memory.",
+        "grouped by module, folded where blocks repeat (click a module to open it), with "
+        "parameters, gradients and saved-tensor memory.",
         "model_graph.png",
     ),
     (
         "training.py",
         "Training",
-        "Pick a scenario and press Start: the loss falls while every node of the graph shows "
-        "how much gradient passes through it. Runs are kept, compared and exported.",
+        "Pick a scenario and press Start: the loss falls, live, while every node of the graph "
+        "shows how much gradient passes through it; slow a quick run down with the pace. "
+        "Runs are named, kept, filtered, compared and exported.",
         "training.png",
     ),
     (
