@@ -22,7 +22,7 @@ from gradlab.diagnose import gallery as cases
 from gradlab.errors import GradLabError
 from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
 
-from graph_view import show_graph
+from graph_view import classic_picture, show_graph
 from isolated import diagnose_program
 from trusted_code import code_box, run_code
 
@@ -239,6 +239,8 @@ def show_picture(report: Report) -> None:
         request=st.session_state.get(FOCUS), colors=colors,
         color="grad" if colors else "kind",
     )  # fmt: skip
+    if st.toggle("Classic picture (Graphviz)", key="dbg.classic"):
+        classic_picture(G, highlight=culprits)
 
 
 if SOURCE not in st.session_state:

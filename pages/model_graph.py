@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 
 import streamlit as st
 
 from gradlab import presets
-from gradlab.collapse import collapse, expandable, max_depth, module_paths, sum_members
+from gradlab.collapse import collapse, expandable, max_depth, module_paths
 from gradlab.errors import GradLabError
 from gradlab.graph import Graph
 from gradlab.memory import ModelRun, inspect_model
+from gradlab.memory_totals import by_holder, human_bytes, saved_log10
 from gradlab.render.text import shape
 from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack, whole_number
 
@@ -111,7 +111,7 @@ def pick_preset() -> tuple[ModelRun | None, str, dict[str, str]]:
 
 
 def pick_code() -> tuple[ModelRun | None, str, dict[str, str]]:
-    """The code box: runs pasted code in trusted mode only, in a child process."""
+    """The code box: runs pasted code in trusted mode only, in the sandboxed worker."""
     code, enabled = code_box("mg", height=340)
     link = {"code": pack(code)} if len(code) <= MAX_PROGRAM_CHARS else {}
     stem = st.session_state.get("mg.code_stem", "model")  # of the code that ran
@@ -174,9 +174,7 @@ def colors(run: ModelRun, C: Graph, color: str) -> tuple[dict[str, float] | None
     """Per-node colour values for show_graph (log10 of saved bytes), or None for its own."""
     if color != "saved":
         return None, ""
-    per_node = {n: float(b) for n, b in run.saved.per_node().items() if b}
-    summed = sum_members(C, per_node)
-    return {n: math.log10(b) for n, b in summed.items()}, "log₁₀ bytes saved"
+    return saved_log10(run.saved, C), "log₁₀ bytes saved"
 
 
 def show_parameters(run: ModelRun) -> None:
@@ -200,14 +198,11 @@ def show_parameters(run: ModelRun) -> None:
 def show_memory(run: ModelRun, G: Graph) -> None:
     """Totals and the nodes that save the most, counting shared storage once."""
     memory = run.saved
-    by_holder = {
-        h: sum(t.storage_bytes for t in memory.tensors if t.first and t.holder == h)
-        for h in ("activation", "parameter", "input")
-    }
+    held = by_holder(memory)
     a, b, c = st.columns(3)
-    a.metric("Activations kept for backward", _bytes(by_holder["activation"]))
-    b.metric("Parameters saved (held anyway)", _bytes(by_holder["parameter"]))
-    c.metric("Inputs saved (held anyway)", _bytes(by_holder["input"]))
+    a.metric("Activations kept for backward", human_bytes(held["activation"]))
+    b.metric("Parameters saved (held anyway)", human_bytes(held["parameter"]))
+    c.metric("Inputs saved (held anyway)", human_bytes(held["input"]))
     st.caption(
         f"{len(memory.tensors)} saved tensors in {sum(t.first for t in memory.tensors)} "
         "storages. A storage saved by several ops (y * y saves y twice) counts once, for the "
@@ -219,23 +214,12 @@ def show_memory(run: ModelRun, G: Graph) -> None:
             "op": r.op,
             "module": r.module,
             "tensors": r.tensors,
-            "saved": _bytes(r.nbytes),
-            "adds": _bytes(r.new_bytes),
+            "saved": human_bytes(r.nbytes),
+            "adds": human_bytes(r.new_bytes),
         }
         for r in memory.by_node(G)[:200]
     ]
     st.dataframe(rows, hide_index=True, key="mg.saved")
-
-
-def _bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"
 
 
 def show_model(run: ModelRun, stem: str, link: dict[str, str], model_id: str) -> None:
