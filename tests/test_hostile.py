@@ -1,34 +1,47 @@
 """Every hostile program of tests/hostile/corpus.py gets its outcome, cleanly.
 
 A clear one-line message (no traceback, no server paths), nothing written to
-disk, torch / F / nn unchanged for the next program. ``run(source)`` is the
-runner under test: set ``WORKER = True`` to send every program through the
-sandboxed worker instead of the in-process interpreter; the programs that only
-a separate process can stop (``needs_worker``) run only then.
+disk, torch / F / nn unchanged for the next program. Each program runs twice:
+through the interpreter alone, in this process (the first wall, on its own),
+and through the sandboxed worker, the way the app and the command line run it.
+The programs that only a separate process can stop (``needs_worker``) run
+only through the worker.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from gradlab.program import Limits, ProgramResult, run_program
+from gradlab.program import Limits, ProgramResult, pool, run_program, sandbox
 from tests.hostile.corpus import CORPUS, Hostile
 
-WORKER = False  # True: every program below goes through the sandboxed worker
+RUNNERS = ("interpreter", "worker")
 
 
-def run(source: str) -> ProgramResult:
-    """Run one program the way the app does."""
-    if WORKER:
-        from gradlab.program import pool
+@pytest.fixture(scope="module")
+def workers() -> Iterator[pool.Pool]:
+    if not sandbox.status().complete:
+        pytest.skip(f"no OS sandbox here: {sandbox.status().reason}")
+    started = pool.Pool(2)
+    started.wait_ready()
+    yield started
+    started.close()
 
-        return pool.run_program(source, session="hostile")
+
+def run(
+    source: str, runner: str = "interpreter", workers: pool.Pool | None = None
+) -> ProgramResult:
+    """Run one program through the interpreter here, or the way the app does."""
+    if runner == "worker":
+        result: ProgramResult = pool.run_program(source, session="hostile", pool=workers)
+        return result
     return run_program(source, Limits(timeout=3.0))
 
 
@@ -99,18 +112,26 @@ def test_the_corpus_is_large_and_covers_every_category() -> None:
             "fake"} <= categories  # fmt: skip
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("entry", CORPUS, ids=_id)
-def test_hostile_program(entry: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if entry.needs_worker and not WORKER:
+def test_hostile_program(
+    entry: Hostile,
+    runner: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    if entry.needs_worker and runner == "interpreter":
         pytest.skip("one C-level operation or a pile of Python objects: only the worker's "
                     "OS limits stop it")  # fmt: skip
+    workers = request.getfixturevalue("workers") if runner == "worker" else None
     folder = tmp_path / "cwd"
     folder.mkdir()
     monkeypatch.chdir(folder)
     target = folder / "escape.bin"
     before = _shared_state()
 
-    result = run(entry.source.replace("{target}", str(target)))
+    result = run(entry.source.replace("{target}", str(target)), runner, workers)
 
     assert list(folder.iterdir()) == [], "the program wrote a file"
     _same(before, _shared_state())
@@ -132,12 +153,16 @@ def test_hostile_program(entry: Hostile, tmp_path: Path, monkeypatch: pytest.Mon
     assert entry.word in message, message
 
 
-def test_a_program_after_a_tampering_attempt_runs_as_usual() -> None:
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_program_after_a_tampering_attempt_runs_as_usual(
+    runner: str, request: pytest.FixtureRequest
+) -> None:
+    workers = request.getfixturevalue("workers") if runner == "worker" else None
     for entry in CORPUS:
         if entry.tampers:
-            run(entry.source)
+            run(entry.source, runner, workers)
     result = run("x = torch.tensor([-1., 2.], requires_grad=True)\ny = F.relu(x).sum()\n"
-                 "y.backward()")  # fmt: skip
+                 "y.backward()", runner, workers)  # fmt: skip
     assert result.error is None
     assert result.variables[0].grad is not None
     assert result.variables[0].grad["values"] == [0.0, 1.0]

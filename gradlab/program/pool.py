@@ -513,5 +513,7 @@ def failure(outcome: Outcome, limits: sandbox.Limits) -> Any:
         return ProgramError("limit", 1, f"stopped: {outcome.message}; make the tensors smaller")
     if outcome.status == "cancelled":
         return ProgramError("limit", 1, "stopped before it finished")
+    if outcome.status == "error" and outcome.message:  # the task's own one-line message
+        return ProgramError("runtime", 1, outcome.message)
     detail = f": {outcome.message}" if outcome.message else ""
     return ProgramError("limit", 1, f"the program stopped unexpectedly{detail}")

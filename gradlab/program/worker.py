@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
+from gradlab.errors import GradLabError
 from gradlab.program import sandbox, wire
 
 Status = Literal["ok", "error", "timeout", "memory", "crashed", "cancelled", "too_large"]
@@ -137,6 +138,8 @@ def _child(task: str, args: dict[str, Any], mode: sandbox.Mode, limits: sandbox.
                      "stderr": stderr.text()})  # fmt: skip
     except MemoryError:
         _reply(out, {"status": "memory", "message": "it ran out of memory"})
+    except GradLabError as exc:  # GradLab's own one-line messages go back as they are
+        _reply(out, {"status": "error", "message": str(exc)[:2000]})
     except BaseException as exc:
         _reply(out, {"status": "error", "message": f"{type(exc).__name__}: {str(exc)[:500]}"})
     os._exit(0)
