@@ -87,6 +87,7 @@ function mountViewer(parentElement, data, setTriggerValue) {
       setTriggerValue("selected", node.id);
     },
   });
+  host.payload = data.payload;
   host.view = window.GradLabViewer.mount(box, data.payload, options);
   if (data.presenter) host.view.setPresenter(true);
   // Streamlit may attach the element before it has its width: fit again once it is laid
@@ -107,6 +108,19 @@ function mountViewer(parentElement, data, setTriggerValue) {
   return host;
 }
 
+function retint(host, tint) {
+  // Same graph, new colour values: write them into the nodes the viewer draws and
+  // repaint with the colouring chosen, without a remount.
+  const nodes = host.payload.nodes;
+  let changed = false;
+  for (let i = 0; i < nodes.length && i < tint.length; i++) {
+    if (nodes[i].gnorm !== tint[i]) { nodes[i].gnorm = tint[i]; changed = true; }
+  }
+  if (!changed) return;
+  const select = host.box.querySelector(".glv-color");
+  host.view.setColor(select ? select.value : "grad");
+}
+
 function unmount(host) {
   if (host.observer) host.observer.disconnect();
   host.view.destroy();
@@ -123,6 +137,8 @@ export default function (component) {
   if (!host) {
     host = mountViewer(parentElement, data, setTriggerValue);
     HOSTS.set(parentElement, host);
+  } else if (data.tint && data.tint.length) {
+    retint(host, data.tint);
   }
   host.box.style.height = data.height + "px";
   applySelect(host, data.select);

@@ -89,7 +89,10 @@ def show_graph(
     options: dict[str, Any] = {"color": color, "predict": predict}
     # A graph opens with every step done (every gradient shown); a link may name a step.
     options["step"] = "end" if step is None else browser_step(step, len(data["steps"]))
-    digest = _digest(data, options)
+    # The colours alone may change (Training, twice a second): the browser repaints them in
+    # place, keeping its zoom, pan and open card, instead of mounting the graph again.
+    tint = [n["gnorm"] for n in data["nodes"]] if colors is not None else []
+    digest = _digest({**data, "nodes": [{**n, "gnorm": None} for n in data["nodes"]]}, options)
     seq_key = f"{key}.select_seq"
     asked = (select, center, request, digest)
     if st.session_state.get(f"{key}.select_last") != asked:
@@ -100,6 +103,7 @@ def show_graph(
         data={
             "payload": data,
             "digest": digest,
+            "tint": tint,
             "options": options,
             "height": height,
             "presenter": presenter,
