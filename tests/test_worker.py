@@ -18,6 +18,7 @@ from gradlab import examples
 from gradlab.program import pool, sandbox, wire
 from gradlab.program.run import ProgramResult, run_program
 from gradlab.trusted import Reply
+from tests.test_tutorials import TUTORIALS
 
 pytestmark = [
     pytest.mark.skipif(not sandbox.status().complete, reason="no OS sandbox here"),
@@ -235,3 +236,10 @@ def test_wire_refuses_huge_replies_and_live_objects() -> None:
     assert wire.decode(wire.encode(Reply("error", message="m", line=3))) == Reply(
         "error", message="m", line=3
     )
+
+
+@pytest.mark.parametrize("name", sorted(TUTORIALS))
+def test_every_tutorial_runs_in_the_worker_as_it_does_here(workers: pool.Pool, name: str) -> None:
+    isolated = pool.run_program(TUTORIALS[name], pool=workers)
+    assert isolated.error is None, isolated.error
+    assert isolated.output == run_program(TUTORIALS[name]).output

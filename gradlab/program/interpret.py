@@ -417,8 +417,8 @@ class Interpreter:
     def call(self, func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         check_call(func)
         _check_arguments(func, args, kwargs)
-        if not isinstance(func, ProgramCode):  # torch.tensor(a) walks a nested list whole
-            for value in (*args, *kwargs.values()):
+        if not isinstance(func, ProgramCode) and not _stores_only(func):
+            for value in (*args, *kwargs.values()):  # torch.tensor(a) walks a nested list whole
                 _bound_nested(value, self.limits.max_sequence)
         return self.on_call(func, args, kwargs)
 
@@ -916,6 +916,12 @@ def _bounded_method(it: Interpreter, owner: Any, name: str) -> Builtin | None:
 
 _COMPARING = frozenset({"count", "index", "sort", "remove", "add", "discard", "get", "pop",
                         "setdefault", "union", "intersection", "difference"})  # fmt: skip
+
+
+def _stores_only(func: Any) -> bool:
+    """``xs.append(v)`` and ``xs.insert(i, v)`` keep a reference: they never walk ``v``."""
+    owner = getattr(func, "__self__", None)
+    return type(owner) is list and getattr(func, "__name__", "") in ("append", "insert")
 
 
 def _bound_nested(value: Any, limit: int) -> None:

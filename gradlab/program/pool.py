@@ -415,17 +415,17 @@ def program_limits(environ: Mapping[str, str] | None = None) -> tuple[float, san
     """A program's CPU seconds (the interpreter's limit) and its worker's OS limits.
 
     ``GRADLAB_PROGRAM_SECONDS`` (default 5) and ``GRADLAB_PROGRAM_MEMORY_MB``
-    (default 3072) change them; the kernel's CPU limit sits 3 s above the
+    (default 1024) change them; the kernel's CPU limit sits 3 s above the
     interpreter's, so the interpreter's message normally comes first.
 
     Examples
     --------
     >>> program_limits({"GRADLAB_PROGRAM_SECONDS": "20"})
-    (20.0, Limits(cpu_seconds=23.0, memory_mb=3072, open_files=64))
+    (20.0, Limits(cpu_seconds=23.0, memory_mb=1024, open_files=64))
     """
     env = os.environ if environ is None else environ
     seconds = _positive(env, "GRADLAB_PROGRAM_SECONDS", 5.0)
-    memory = int(_positive(env, "GRADLAB_PROGRAM_MEMORY_MB", 3072))
+    memory = int(_positive(env, "GRADLAB_PROGRAM_MEMORY_MB", 1024))
     return seconds, sandbox.Limits(cpu_seconds=seconds + 3, memory_mb=memory)
 
 
