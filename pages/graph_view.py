@@ -34,6 +34,8 @@ from gradlab.render.dot import to_dot
 from gradlab.viewer import assets, payload
 from gradlab.viewer_host import browser_step, host_js, recolour
 
+#: Chain-rule cards cost about 1 ms a node on every rerun: bigger graphs go without them.
+CARDS_UP_TO = 800
 #: The URL parameters the browser keeps up to date (see ``url=True``).
 BROWSER_PARAMS = ("step", "present", "predict", "node")
 
@@ -80,6 +82,7 @@ def show_graph(
     (log10 values), with ``color="grad"``. ``printed``
     and ``caption`` sit in the side panel and stay hidden while predicting.
     """
+    cards = cards and G.number_of_nodes() <= CARDS_UP_TO
     data = payload(
         G, steps=steps, cards=cards, findings=findings, highlight=highlight,
         printed=printed, caption=caption, title=title,

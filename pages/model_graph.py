@@ -29,7 +29,6 @@ from graph_view import classic_picture, download_row, show_graph
 from trusted_code import code_box, run_code
 
 GRAPH = "mg.graph"  # show_graph's key
-CARDS_UP_TO = 800  # chain-rule cards cost about 1 ms a node: bigger views go without them
 FOLD_FROM = 4  # identical sibling blocks folded from this many on
 COLORS = {"kind": "kind of node", "grad": "gradient norm", "saved": "saved-tensor memory"}
 
@@ -262,7 +261,7 @@ def show_view(run: ModelRun, C: Graph, color: str, opened: list[str]) -> None:
     )
     clicked = show_graph(
         C, key=GRAPH, height=580, color="kind" if color == "kind" else "grad", colors=values,
-        send_selection=True, cards=C.number_of_nodes() <= CARDS_UP_TO,
+        send_selection=True,
     )  # fmt: skip
     name = C.nodes[clicked].get("name") if clicked is not None else None
     if clicked is not None and C.nodes[clicked]["kind"] == "module" and name not in opened:
