@@ -56,71 +56,89 @@ def summarize_many(
     """
     out: list[TensorSummary | None] = [None] * len(tensors)
     first: dict[int, int] = {}  # id(tensor) -> position of its first appearance
-    by_device: dict[torch.device, list[int]] = {}
-    for i, t in enumerate(tensors):
-        if t is None or id(t) in first:
-            continue
-        first[id(t)] = i
-        if t.dtype in _FAST_DTYPES and t.layout == torch.strided and t.numel() > 0:
-            by_device.setdefault(t.device, []).append(i)
-        else:
-            out[i] = _summarize_one(t, histograms)
-    with paused_gc():
-        for device, indices in by_device.items():
-            if device.type == "meta":
-                for i in indices:
-                    out[i] = _summarize_one(tensors[i], histograms)  # type: ignore[arg-type]
+    # (device, dtype, numel) -> positions whose rows are stacked and reduced together
+    groups: dict[tuple[int, torch.dtype, int], list[int]] = {}
+    rows: dict[int, torch.Tensor] = {}
+    blocks: dict[tuple[int, int, torch.dtype, bool], int] = {}  # memory block -> first on it
+    same: list[tuple[int, int]] = []  # (position, the position whose statistics it shares)
+    repeated = False
+    fast, strided = _FAST_DTYPES, torch.strided
+    # One tight pass: a real model's trace summarises thousands of tensors.
+    with paused_gc(), torch.no_grad():
+        for i, t in enumerate(tensors):
+            if t is None:
                 continue
-            real = [tensors[i] for i in indices]
-            for i, summary in zip(indices, _summarize_device(real, histograms), strict=True):  # type: ignore[arg-type]
-                out[i] = summary
+            if id(t) in first:
+                repeated = True
+                continue
+            first[id(t)] = i
+            n = t.numel()
+            if not (n and t.dtype in fast and t.layout is strided) or t.is_meta:
+                out[i] = _summarize_one(t, histograms)
+                continue
+            if n > MAX_VALUES:
+                contiguous = t.is_contiguous()
+                if contiguous or _dense(t):
+                    # A view that covers the same block of memory as another tensor (a
+                    # reshape, a transpose, a permute) has the same elements.
+                    block = (t.data_ptr(), n, t.dtype, t.is_neg())
+                    shared = blocks.get(block)
+                    if shared is not None:
+                        same.append((i, shared))
+                        continue
+                    blocks[block] = i
+                    # its memory, in memory order
+                    rows[i] = t.view(-1) if contiguous else t.as_strided((n,), (1,))
+                else:
+                    rows[i] = t.reshape(-1)  # strided or expanded: a copy, in logical order
+            else:
+                # values are kept in logical order; reshape copies a channels-last one
+                rows[i] = t.reshape(-1)
+            groups.setdefault((t.get_device(), t.dtype, n), []).append(i)
+        by_device: dict[int, list[tuple[torch.dtype, int, list[int]]]] = {}
+        for (device, dtype, n), members in groups.items():
+            by_device.setdefault(device, []).append((dtype, n, members))
+        for device_groups in by_device.values():
+            _summarize_device(tensors, rows, device_groups, histograms, out)  # type: ignore[arg-type]
+    for i, shared in same:
+        summary, t = out[shared], tensors[i]
+        assert summary is not None and t is not None
+        copied = summary.copy()
+        copied["shape"] = list(t.shape)
+        out[i] = copied
+    if repeated:
         for i, t in enumerate(tensors):
             if t is not None and out[i] is None:
                 out[i] = out[first[id(t)]]
     return out
 
 
-@torch.no_grad()
-def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list[TensorSummary]:
-    """Real floating, non-empty tensors of one device.
+def _summarize_device(
+    tensors: Sequence[torch.Tensor],
+    rows: dict[int, torch.Tensor],
+    groups: list[tuple[torch.dtype, int, list[int]]],
+    histograms: bool,
+    out: list[TensorSummary | None],
+) -> None:
+    """Summarise the real floating, non-empty tensors of one device, by their rows.
 
-    Each tensor becomes a row: a small one (values kept) its elements in
-    logical order; a bigger one, when it is dense and does not overlap itself,
-    the block of memory it covers, in memory order (no copy), else its
-    elements in logical order. Rows of one dtype and length are stacked into
-    a ``(k, n)`` matrix and reduced along ``dim=1``: a few kernels for every
-    distinct size, whatever the shapes and memory layouts. A view that covers
-    the same block as another tensor (a reshape, a transpose, a permute: most
-    of a transformer's view ops) has the same elements, so its statistics are
-    the other's, computed once. Every group's statistics and the small
-    tensors' values then come back in one transfer.
+    A row is a small tensor's elements (values kept) in logical order; a bigger
+    tensor's block of memory in memory order (no copy) when it is dense and does
+    not overlap itself, else its elements in logical order. Rows of one dtype
+    and length are stacked into a ``(k, n)`` matrix and reduced along ``dim=1``:
+    five kernels for every distinct size, whatever the shapes and memory
+    layouts (``_foreach`` reductions over the list measured slower on the CPU).
+    Every group's statistics and the small tensors' values then come back in
+    one transfer.
     """
-    groups: dict[tuple[torch.dtype, int], list[int]] = {}
-    rows: list[torch.Tensor | None] = [None] * len(tensors)
-    blocks: dict[tuple[int, int, torch.dtype, bool], int] = {}  # memory block -> first tensor on it
-    same: list[tuple[int, int]] = []  # (tensor, the tensor whose statistics it shares)
-    for j, t in enumerate(tensors):
-        n = t.numel()
-        if n > MAX_VALUES and _dense(t):
-            block = (t.data_ptr(), n, t.dtype, t.is_neg())
-            first = blocks.get(block)
-            if first is not None:
-                same.append((j, first))
-                continue
-            blocks[block] = j
-            rows[j] = t.as_strided((n,), (1,))  # its memory, in memory order
-        else:
-            # reshape copies a strided, expanded or channels-last tensor, in logical order
-            rows[j] = t.reshape(-1)
-        groups.setdefault((t.dtype, n), []).append(j)
     parts: list[torch.Tensor] = []
-    layout: list[tuple[list[int], int]] = []
-    for (dtype, n), members in groups.items():
+    layout: list[tuple[list[int], int, str]] = []
+    for dtype, n, members in groups:
         for chunk in _chunks(members, n) if len(members) * n > _CHUNK_ELEMENTS else (members,):
             if len(chunk) == 1:
-                x = rows[chunk[0]].unsqueeze(0)  # type: ignore[union-attr]
+                x = rows[chunk[0]].unsqueeze(0)
             else:
-                x = torch.stack([rows[j] for j in chunk])  # type: ignore[misc]
+                x = torch.stack([rows[j] for j in chunk])
             if dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # their squares overflow at 65504
             # separate amin and amax outrun aminmax along rows on the CPU
@@ -131,47 +149,40 @@ def _summarize_device(tensors: Sequence[torch.Tensor], histograms: bool) -> list
                 parts.append(x.reshape(-1))  # widening is exact
             elif histograms:
                 parts.append(_histograms(x, low, high).reshape(-1))
-            layout.append((chunk, n))
+            layout.append((chunk, n, dtype_name(dtype)))
     flat = torch.cat(parts).to(torch.float64).tolist()  # the one device-to-host transfer
-    out: list[TensorSummary | None] = [None] * len(tensors)
     offset = 0
-    for chunk, n in layout:
+    for chunk, n, dname in layout:
         k = len(chunk)
         sums, norms, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
         width = n if n <= MAX_VALUES else HIST_BINS if histograms else 0
+        small, hist = n <= MAX_VALUES, width == HIST_BINS
         for r, j in enumerate(chunk):
-            t = tensors[j]
-            shape = list(t.shape)
-            part = flat[offset + r * width : offset + (r + 1) * width]
-            if math.isfinite(sums[r]) and math.isfinite(norms[r]):
-                out[j] = {
-                    "shape": shape,
-                    "dtype": dtype_name(t.dtype),
-                    "numel": n,
-                    "norm": norms[r],
-                    "mean": sums[r] / n,
-                    "min": mins[r],
-                    "max": maxs[r],
-                    "nan": 0,
-                    "inf": 0,
-                    "values": _nest(part, shape) if n <= MAX_VALUES else None,
-                    "hist": [int(c) for c in part] if width == HIST_BINS else None,
-                }
-            else:  # a NaN or an Inf inside (or an overflow): count them exactly
-                out[j] = _summarize_one(t, histograms)
+            total, norm = sums[r], norms[r]
+            if total - total != 0 or norm - norm != 0:  # a NaN or an Inf (or an overflow)
+                out[j] = _summarize_one(tensors[j], histograms)  # count them exactly
+                continue
+            shape = list(tensors[j].shape)
+            part: list[float] = flat[offset + r * width : offset + (r + 1) * width]
+            out[j] = {
+                "shape": shape,
+                "dtype": dname,
+                "numel": n,
+                "norm": norm,
+                "mean": total / n,
+                "min": mins[r],
+                "max": maxs[r],
+                "nan": 0,
+                "inf": 0,
+                "values": _nest(part, shape) if small else None,
+                "hist": [int(c) for c in part] if hist else None,
+            }
         offset += k * width
-    for j, first in same:
-        shared = out[first]
-        assert shared is not None
-        out[j] = {**shared, "shape": list(tensors[j].shape)}
-    return [s for s in out if s is not None]
 
 
 def _dense(t: torch.Tensor) -> bool:
     """Whether ``t`` covers a block of memory exactly: every element once, no gaps."""
-    if t.is_contiguous():
-        return True
     expected = 1
     for stride, size in sorted(zip(t.stride(), t.shape, strict=True)):
         if size != 1:
@@ -195,7 +206,6 @@ def _chunks(members: list[int], n: int) -> list[list[int]]:
     return [members[i : i + per] for i in range(0, len(members), per)]
 
 
-@torch.no_grad()
 def _summarize_one(t: torch.Tensor, histograms: bool) -> TensorSummary:
     """The slow path: complex, integer, boolean, empty, sparse or meta tensors."""
     t = t.detach()
@@ -223,17 +233,22 @@ def _summarize_one(t: torch.Tensor, histograms: bool) -> TensorSummary:
         if t.numel() <= MAX_VALUES:
             summary["values"] = t.tolist()
     finite = torch.isfinite(magnitude)
-    summary["nan"] = int(torch.isnan(magnitude).sum())
-    summary["inf"] = t.numel() - int(finite.sum()) - summary["nan"]
-    kept = magnitude[finite]
-    if kept.numel():
-        summary["norm"] = float(torch.linalg.vector_norm(kept))
-        summary["mean"] = float(kept.mean())
-        low, high = torch.aminmax(kept)
-        summary["min"], summary["max"] = float(low), float(high)
+    kept = magnitude.where(finite, 0.0)
+    # every count and statistic in one transfer (a sync each would cost more than them)
+    counts = torch.stack([torch.isnan(magnitude).sum(), finite.sum()]).to(torch.float64)
+    low = magnitude.where(finite, math.inf).amin()
+    high = magnitude.where(finite, -math.inf).amax()
+    nan, count, norm, total, lo, hi = torch.cat(
+        [counts, torch.stack([torch.linalg.vector_norm(kept), kept.sum(), low, high])]
+    ).tolist()
+    summary["nan"] = int(nan)
+    summary["inf"] = t.numel() - int(count) - summary["nan"]
+    if count:
+        summary["norm"], summary["mean"] = norm, total / count
+        summary["min"], summary["max"] = lo, hi
         if histograms and t.numel() > MAX_VALUES:
-            counts = _histograms(kept[None, :], low[None], high[None])
-            summary["hist"] = [int(c) for c in counts[0].tolist()]
+            hist = _histograms(magnitude[finite][None, :], low[None], high[None])
+            summary["hist"] = [int(c) for c in hist[0].tolist()]
     return summary
 
 
