@@ -15,10 +15,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from gradlab.program import sandbox
+from gradlab.share import pack
 from tests.hostile.corpus import CORPUS, Hostile
 
 from .conftest import screenshot, wait_for_app
@@ -87,10 +89,13 @@ def test_typed_into_the_playground(
     entry: Hostile, playground: Any, health: Health, tmp_path: Path
 ) -> None:
     target = tmp_path / "escape.bin"
+    source = entry.source.replace("{target}", str(target))
     box = playground.get_by_role("textbox", name="Program")
-    box.fill(entry.source.replace("{target}", str(target)))
+    box.fill(source)
     box.press("Control+Enter")
-    wait_for_app(playground)  # within the page's 20 s timeout
+    # The page writes the program into its link when its run is done: within 20 s.
+    playground.wait_for_url(lambda url: urlencode({"p": pack(source)}) in url)
+    wait_for_app(playground)
     alerts = playground.locator("[data-testid='stAlert']")
     text = " ".join(alerts.all_inner_texts())
     for leak in _LEAKS:
@@ -112,7 +117,6 @@ def test_the_page_still_works_after_the_corpus(playground: Any, health: Health) 
     box.fill("x = torch.ones(2, 2, requires_grad=True)\ny = x + 2\nz = y * y * 3\n"
              "out = z.mean()\nout.backward()\nprint('after:', x.grad[0, 0].item())")  # fmt: skip
     box.press("Control+Enter")
-    wait_for_app(playground)
     playground.get_by_text("after: 4.5").first.wait_for()
     screenshot(playground, "hostile-after")
     assert health.slow == []
