@@ -359,8 +359,9 @@ def test_playground_programs_name_tensors_as_the_graph_does() -> None:
     assert G is not None
     linear = _card_of(G, "AddmmBackward0")
     bias = next(r for r in linear.rules if r.slot == 0)
-    assert G.nodes[bias.name]["kind"] == "leaf"  # the unnamed bias: called by its node id
-    assert linear.forward == f"Z = {bias.name} + x·Wᵀ"
+    names = {d.get("name") for _, d in G.nodes(data=True) if d["kind"] == "leaf"}
+    assert names == {"model.weight", "model.bias"}  # the module names its parameters
+    assert "leaf" not in linear.forward and linear.forward == f"Z = {bias.name} + x·Wᵀ"
     assert bias.agrees is True  # the program was traced again after backward(): args survive
     mse = _card_of(G, "MseLossBackward0")  # programs keep what ops saved: the target y too
     assert all(r.computed is not None and r.agrees for r in mse.rules)

@@ -195,9 +195,9 @@ class _Run:
             # Saved tensors are kept while they still exist: backward frees them. A second
             # backward through a freed graph has none, and PyTorch says so in a moment.
             try:
-                G = trace(tensor, params=self.tensors(), show_saved=True, histograms=True)
+                G = trace(tensor, params=self.named(), show_saved=True, histograms=True)
             except TraceError:
-                G = trace(tensor, params=self.tensors(), histograms=True)
+                G = trace(tensor, params=self.named(), histograms=True)
             self.captured = (tensor, G)
             self.failed_root = tensor
             backward(tensor, G, gradient, bool(retain_graph or create_graph), create_graph, True)
@@ -205,6 +205,11 @@ class _Run:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {n: v for n, v in self.interpreter.namespace.items() if isinstance(v, torch.Tensor)}
+
+    def named(self) -> dict[str, torch.Tensor | torch.nn.Module]:
+        """The program's tensors and modules: a module names its parameters (``lin.weight``)."""
+        kinds = (torch.Tensor, torch.nn.Module)
+        return {n: v for n, v in self.interpreter.namespace.items() if isinstance(v, kinds)}
 
     # -- the result -----------------------------------------------------------------
 
@@ -255,7 +260,7 @@ class _Run:
             root, captured = found, None
         root_name = next((n for n, t in reversed(names.items()) if t is root), None)
         try:
-            G = trace(root, params=names, histograms=True)
+            G = trace(root, params=self.named(), histograms=True)
         except TraceError:
             return root_name, captured
         if captured is not None:
