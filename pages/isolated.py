@@ -9,12 +9,15 @@ only facts come back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from gradlab.diagnose import Report
 from gradlab.program import ProgramResult, pool
+
+T = TypeVar("T")
 
 
 def session_id() -> str:
@@ -23,7 +26,8 @@ def session_id() -> str:
     return ctx.session_id if ctx is not None else ""
 
 
-def _waiting() -> tuple[Callable[[int], None], Callable[[], None]]:
+def _in_worker(run: Callable[..., T], source: str) -> T:
+    """``run(source)`` in the pool, for this tab, with its place in the queue on screen."""
     slot = st.empty()
 
     def show(ahead: int) -> None:
@@ -32,22 +36,18 @@ def _waiting() -> tuple[Callable[[int], None], Callable[[], None]]:
         else:
             slot.info("Running the program…", icon="⏳")
 
-    return show, slot.empty
+    value = run(source, session=session_id(), on_wait=show)
+    slot.empty()
+    return value
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def run_program(source: str) -> ProgramResult:
     """A typed program's result, run in a sandboxed worker (cached per text: facts only)."""
-    show, clear = _waiting()
-    result: ProgramResult = pool.run_program(source, session=session_id(), on_wait=show)
-    clear()
-    return result
+    return _in_worker(pool.run_program, source)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def diagnose_program(source: str) -> Report:
     """The debugger's report on a typed program, made in a sandboxed worker."""
-    show, clear = _waiting()
-    report: Report = pool.diagnose_program(source, session=session_id(), on_wait=show)
-    clear()
-    return report
+    return _in_worker(pool.diagnose_program, source)
