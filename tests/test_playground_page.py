@@ -139,6 +139,14 @@ def test_a_misspelt_method_gets_did_you_mean() -> None:
 
 
 
+def test_a_misspelt_function_gets_did_you_mean() -> None:
+    at = app_test("playground.py")
+    program = "x = torch.tensor([1., 2.], requires_grad=True)\ny = torch.sigmod(x)\n"
+    at.text_area(key="pg.program").set_value(program).run()
+    assert not at.exception
+    assert "Did you mean `sigmoid`?" in at.error[0].value
+
+
 def test_nothing_to_draw_says_what_to_add() -> None:
     at = app_test("playground.py")
     at.text_area(key="pg.program").set_value("a = torch.ones(3)\nprint(a)\n").run()
