@@ -399,3 +399,15 @@ def test_a_collapsed_view_steps_and_explains_its_module_boxes(
     fc1.click()
     assert "this is a module node" in p.inner_text(".glv-card")
     shot(p, "collapsed")
+
+
+def test_text_stays_readable_on_dark_fills(offline: Any, files: dict[str, Path]) -> None:
+    open_file(offline, files["chain"])
+    offline.locator("select").filter(has_text="Colour").first.select_option(label="Colour: ‖grad‖")
+    dark = offline.locator(".glv-node.glv-dark")
+    assert dark.count() >= 1  # the low end of viridis is dark purple
+    ink = dark.first.locator("text").first.evaluate("t => getComputedStyle(t).fill")
+    assert ink == "rgb(255, 255, 255)"
+    light = offline.locator(".glv-node:not(.glv-dark)").first.locator("text").first
+    assert light.evaluate("t => getComputedStyle(t).fill") == "rgb(17, 17, 17)"
+    shot(offline, "grad-colours")

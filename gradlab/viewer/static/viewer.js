@@ -52,6 +52,16 @@
     return "rgb(" + [0, 1, 2].map(function (j) { return Math.round(a[j] + (b[j] - a[j]) * f); }).join(",") + ")";
   }
   var SEVERITY = { error: "#d62728", warning: "#ff7f0e", info: "#1f77b4" };
+  // Text that stays readable on a fill: white on dark colours (the low end of viridis).
+  function dark(fill) {
+    var c = String(fill || ""), rgb;
+    var m = c.match(/^rgb\((\d+),\s*(\d+),\s*(\d+)\)$/);
+    if (m) rgb = [+m[1], +m[2], +m[3]];
+    else if (/^#[0-9a-f]{6}$/i.test(c)) rgb = [1, 3, 5].map(function (i) { return parseInt(c.slice(i, i + 2), 16); });
+    else return false;
+    var lin = rgb.map(function (v) { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] < 0.18;
+  }
 
   function Viewer(root, data, options) {
     this.root = root;
@@ -439,6 +449,7 @@
       ne.key = key;
       ne.texts[ne.texts.length - 1].textContent = grad;
       ne.rect.setAttribute("fill", self.fills[i]);
+      ne.g.classList.toggle("glv-dark", dark(self.fills[i]));
       ne.rect.style.stroke = stroke;
       ne.rect.style.strokeWidth = width + "px";
       ne.g.classList.toggle("glv-receiver", receiver);
@@ -546,7 +557,7 @@
       ctx.lineWidth = width;
       ctx.strokeRect(bx, by, n.w, n.h);
       var lines = this.nodeLines(i);
-      ctx.fillStyle = "#111";
+      ctx.fillStyle = dark(this.fills[i]) ? "#fff" : "#111";
       for (var l = 0; l < lines.length; l++) {
         ctx.font = (l === 0 ? "bold " : "") + (this.data.font || 13) + "px " + MONO;
         ctx.fillText(lines[l], bx + 10, by + 6 + (l + 0.78) * line);
