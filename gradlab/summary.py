@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from torch._utils import _flatten_dense_tensors
 
 from gradlab._gc import paused_gc
 from gradlab.graph import HIST_BINS, MAX_VALUES, NestedFloats, TensorSummary
@@ -91,9 +92,9 @@ def summarize_many(
                     rows[i] = t.view(-1) if contiguous else t.as_strided((n,), (1,))
                 else:
                     rows[i] = t.reshape(-1)  # strided or expanded: a copy, in logical order
-            else:
-                # values are kept in logical order; reshape copies a channels-last one
-                rows[i] = t.reshape(-1)
+            else:  # values kept: flattened all at once, in logical order, below
+                groups.setdefault((t.get_device(), t.dtype, 0), []).append(i)
+                continue
             groups.setdefault((t.get_device(), t.dtype, n), []).append(i)
         by_device: dict[int, list[tuple[torch.dtype, int, list[int]]]] = {}
         for (device, dtype, n), members in groups.items():
@@ -122,9 +123,10 @@ def _summarize_device(
 ) -> None:
     """Summarise the real floating, non-empty tensors of one device, by their rows.
 
-    A row is a small tensor's elements (values kept) in logical order; a bigger
-    tensor's block of memory in memory order (no copy) when it is dense and does
-    not overlap itself, else its elements in logical order. Rows of one dtype
+    The small tensors (values kept) of one dtype are flattened in one call, in
+    logical order, and their statistics computed from the values. A bigger
+    tensor's row is its block of memory in memory order (no copy) when it is
+    dense and does not overlap itself, else its elements in logical order. Rows of one dtype
     and length are stacked into a ``(k, n)`` matrix and reduced along ``dim=1``:
     five kernels for every distinct size, whatever the shapes and memory
     layouts (``_foreach`` reductions over the list measured slower on the CPU).
@@ -134,6 +136,10 @@ def _summarize_device(
     parts: list[torch.Tensor] = []
     layout: list[tuple[list[int], int, str]] = []
     for dtype, n, members in groups:
+        if n == 0:  # small tensors: their values in one call; statistics from the values
+            parts.append(_flatten_dense_tensors([tensors[j] for j in members]))  # type: ignore[no-untyped-call]
+            layout.append((members, 0, dtype_name(dtype)))
+            continue
         for chunk in _chunks(members, n) if len(members) * n > _CHUNK_ELEMENTS else (members,):
             if len(chunk) == 1:
                 x = rows[chunk[0]].unsqueeze(0)
@@ -154,6 +160,9 @@ def _summarize_device(
     offset = 0
     for chunk, n, dname in layout:
         k = len(chunk)
+        if n == 0:
+            offset = _from_values(tensors, chunk, dname, flat, offset, out)
+            continue
         sums, norms, mins, maxs = (flat[offset + r * k : offset + (r + 1) * k] for r in range(4))
         offset += 4 * k
         width = n if n <= MAX_VALUES else HIST_BINS if histograms else 0
@@ -179,6 +188,44 @@ def _summarize_device(
                 "hist": [int(c) for c in part] if hist else None,
             }
         offset += k * width
+
+
+def _from_values(
+    tensors: Sequence[torch.Tensor],
+    chunk: list[int],
+    dname: str,
+    flat: list[float],
+    offset: int,
+    out: list[TensorSummary | None],
+) -> int:
+    """Summaries of small tensors from their values at ``flat[offset:]``; the new offset.
+
+    Python's float64 sums over at most MAX_VALUES floats cost less than a kernel each.
+    """
+    for j in chunk:
+        t = tensors[j]
+        n = t.numel()
+        values = flat[offset : offset + n]
+        offset += n
+        total = sum(values)
+        if total - total != 0:  # a NaN or an Inf: count them exactly
+            out[j] = _summarize_one(t, False)
+            continue
+        shape = list(t.shape)
+        out[j] = {
+            "shape": shape,
+            "dtype": dname,
+            "numel": n,
+            "norm": math.hypot(*values),
+            "mean": total / n,
+            "min": min(values),
+            "max": max(values),
+            "nan": 0,
+            "inf": 0,
+            "values": _nest(values, shape),
+            "hist": None,
+        }
+    return offset
 
 
 def _dense(t: torch.Tensor) -> bool:
