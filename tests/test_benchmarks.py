@@ -19,6 +19,8 @@ RUNS = {
     "bench_diagnose.py": (["--layers", "2", "--repeat", "1"], RATIO),
     "bench_train.py": (["--rounds", "1", "--block", "1"], RATIO),
     "bench_model_graph.py": (["--repeat", "1"], r"\| \*\*\d+\*\* \|"),  # click to figure, ms
+    "bench_real.py": (["--sizes", "small", "--repeat", "1", "--no-peers"], RATIO),
+    "bench_worker.py": (["--repeat", "1", "--sessions", "0"], RATIO),
     "bench_viewer.py": (
         ["--depth", "3", "--layers", "1", "--repeat", "2", "--seconds", "0.2"],
         r"\| Next → step drawn \(svg\) \| classic chain \| 7 \| \*\*[\d.]+ ms\*\*",
