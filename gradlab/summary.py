@@ -22,6 +22,7 @@ from gradlab.graph import HIST_BINS, MAX_VALUES, NestedFloats, TensorSummary
 
 # Concatenate at most this many elements at once (256 MiB of float32).
 _CHUNK_ELEMENTS = 1 << 26
+_ALONE = 1 << 16  # tensors of this many elements or more are reduced one by one
 _FAST_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 
 
@@ -95,10 +96,13 @@ def summarize_many(
             else:  # values kept: flattened all at once, in logical order, below
                 groups.setdefault((t.get_device(), t.dtype, 0), []).append(i)
                 continue
-            groups.setdefault((t.get_device(), t.dtype, n), []).append(i)
+            # A big tensor is reduced on its own: stacking would copy it for nothing.
+            key = (t.get_device(), t.dtype, n if n < _ALONE else -1 - i)
+            groups.setdefault(key, []).append(i)
         by_device: dict[int, list[tuple[torch.dtype, int, list[int]]]] = {}
         for (device, dtype, n), members in groups.items():
-            by_device.setdefault(device, []).append((dtype, n, members))
+            size = n if n >= 0 else tensors[members[0]].numel()  # type: ignore[union-attr]
+            by_device.setdefault(device, []).append((dtype, size, members))
         for device_groups in by_device.values():
             _summarize_device(tensors, rows, device_groups, histograms, out)  # type: ignore[arg-type]
     for i, shared in same:
