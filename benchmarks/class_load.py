@@ -24,8 +24,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,10 +103,10 @@ def run_class(sessions: int, timeout: float = 240.0) -> ClassFigures:
                 break
             time.sleep(0.1)
         # The first visit starts the worker parent; a teacher opens the page before class.
-        asyncio.run(_session(port, 0, timeout, ClassFigures()))
+        _run(lambda: _session(port, 0, timeout, ClassFigures()))
         figures.before_mb = figures.peak_mb = _settled_rss(server.pid)
         watcher.start()
-        asyncio.run(_sessions(port, sessions, timeout, figures))
+        _run(lambda: _sessions(port, sessions, timeout, figures))
         figures.after_mb = _settled_rss(server.pid)
     finally:
         stop.set()
@@ -117,6 +119,24 @@ def run_class(sessions: int, timeout: float = 240.0) -> ClassFigures:
             server.kill()
         shutil.rmtree(home, ignore_errors=True)
     return figures
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine on a thread of its own (the caller may already run an event loop:
+    Playwright's, in the test suite)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(make())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 async def _sessions(port: int, sessions: int, timeout: float, figures: ClassFigures) -> None:

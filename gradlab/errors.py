@@ -22,3 +22,11 @@ def nested_tensor_error(where: str) -> TraceError:
         "GradLab traces tensors of one shape each. Trace a computation without "
         "torch.nested, or start the graph after it: nt.values().detach().requires_grad_()."
     )
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's allocator running out (a RuntimeError, not a MemoryError)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("can't allocate memory", "not enough memory", "bad_alloc")
+    )

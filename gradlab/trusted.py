@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from gradlab.cli.app import TRUSTED_ENV
-from gradlab.errors import GradLabError
+from gradlab.errors import GradLabError, out_of_memory
 from gradlab.memory import ModelRun, inspect_model
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ def _execute(code: str, memory_mb: int, task: Task = "inspect") -> Reply:
     except GradLabError as exc:
         return Reply("error", message=str(exc), line=_user_line(exc))
     except BaseException as exc:  # the code's own errors, SystemExit included
-        if _out_of_memory(exc):
+        if out_of_memory(exc):
             return Reply("memory", message=_memory_message(memory_mb), line=_user_line(exc))
         return Reply("error", message=_error_message(exc, code, stage), line=_user_line(exc))
     return Reply("ok", run=run)
@@ -350,13 +350,6 @@ def _syntax_message(exc: SyntaxError, code: str) -> str:
 def _source_line(code: str, line: int) -> str:
     lines = code.splitlines()
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("can't allocate memory", "not enough memory", "bad_alloc")
-    )
 
 
 def _memory_message(memory_mb: int) -> str:

@@ -22,7 +22,7 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from gradlab.backward import backward
-from gradlab.errors import TraceError
+from gradlab.errors import TraceError, out_of_memory
 from gradlab.explain import Explanation, explain
 from gradlab.graph import Graph, TensorSummary, edge_dicts
 from gradlab.program.interpret import Interpreter
@@ -224,7 +224,7 @@ class _Run:
             return ProgramError("limit", line, f"stopped: the program asked for {_clip(str(exc))}")
         if isinstance(exc, RecursionError):
             return ProgramError("limit", line, "stopped: the program nests too deeply")
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or out_of_memory(exc):
             return ProgramError("limit", line, "stopped: the program ran out of memory")
         text = _clip(str(exc).split("\n")[0].strip())
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
