@@ -30,9 +30,8 @@ import sys
 import time
 import warnings
 
-import networkx as nx
 import torch
-from timing import compare, timed
+from timing import bare_walk, compare, timed
 from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -40,25 +39,6 @@ import gradlab
 from gradlab import models
 from gradlab.models import mlp
 from gradlab.trace import walk as gradlab_walk
-
-
-def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
-    """The baseline: next_functions into networkx, op names only."""
-    G = nx.MultiDiGraph()
-    ids = {root.grad_fn: 0}
-    G.add_node(0, op=type(root.grad_fn).__name__)
-    stack = [root.grad_fn]
-    while stack:
-        fn = stack.pop()
-        for slot, (child, _) in enumerate(fn.next_functions):
-            if child is None:
-                continue
-            if child not in ids:
-                ids[child] = len(ids)
-                G.add_node(ids[child], op=type(child).__name__)
-                stack.append(child)
-            G.add_edge(ids[child], ids[fn], slot=slot)
-    return G
 
 
 class _EmptyMode(TorchDispatchMode):  # type: ignore[misc]

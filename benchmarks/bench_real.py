@@ -30,9 +30,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import networkx as nx
 import torch
-from timing import compare, timed
+from timing import bare_walk, compare, timed
 from torch import nn
 
 import gradlab
@@ -127,25 +126,6 @@ def transformer(d: int, layers: int, heads: int, tokens: int, batch: int) -> Sub
         return m(x, x).pow(2).mean()
 
     return Subject(f"nn.Transformer, d {d}, {layers}+{layers} layers", LossOf(model, loss), src)
-
-
-def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
-    """The baseline: next_functions into networkx, op names only."""
-    G = nx.MultiDiGraph()
-    ids = {root.grad_fn: 0}
-    G.add_node(0, op=type(root.grad_fn).__name__)
-    stack = [root.grad_fn]
-    while stack:
-        fn = stack.pop()
-        for slot, (child, _) in enumerate(fn.next_functions):
-            if child is None:
-                continue
-            if child not in ids:
-                ids[child] = len(ids)
-                G.add_node(ids[child], op=type(child).__name__)
-                stack.append(child)
-            G.add_edge(ids[child], ids[fn], slot=slot)
-    return G
 
 
 def measure(subject: Subject, repeat: int, peers: bool) -> dict[str, tuple[float, float]]:

@@ -7,6 +7,9 @@ import statistics
 import time
 from collections.abc import Callable
 
+import networkx as nx
+import torch
+
 Timing = Callable[[], float]
 
 
@@ -31,3 +34,22 @@ def compare(cases: dict[str, Timing], repeat: int) -> dict[str, tuple[float, flo
             gc.collect()
             samples[name].append(timing())
     return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
+
+
+def bare_walk(root: torch.Tensor) -> nx.MultiDiGraph:
+    """The baseline: next_functions into networkx, op names only."""
+    G = nx.MultiDiGraph()
+    ids = {root.grad_fn: 0}
+    G.add_node(0, op=type(root.grad_fn).__name__)
+    stack = [root.grad_fn]
+    while stack:
+        fn = stack.pop()
+        for slot, (child, _) in enumerate(fn.next_functions):
+            if child is None:
+                continue
+            if child not in ids:
+                ids[child] = len(ids)
+                G.add_node(ids[child], op=type(child).__name__)
+                stack.append(child)
+            G.add_edge(ids[child], ids[fn], slot=slot)
+    return G

@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS names (
 """
 
 
+#: What reading a stored value GradLab did not write can raise.
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
+
 class RunStore:
     """Runs in a SQLite file; safe to share between threads (one lock, one connection).
 
@@ -209,14 +212,7 @@ class RunStore:
     def _info(self, row: Sequence[object]) -> RunInfo:
         try:
             info = _info(row)
-        except (
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-            OverflowError,
-            RecursionError,
-        ) as exc:
+        except _UNREADABLE as exc:
             raise self._damaged(row[0], f"a value that is not what GradLab writes ({exc})") from exc
         problem = _bad_info(info)
         if problem:
@@ -267,14 +263,7 @@ class RunStore:
             ).fetchall()
         try:
             return _records(rows)
-        except (
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-            OverflowError,
-            RecursionError,
-        ) as exc:
+        except _UNREADABLE as exc:
             raise self._damaged(run_id, f"a step record GradLab cannot read ({exc})") from exc
 
     def graph(self, run_id: int) -> Graph | None:

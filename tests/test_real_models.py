@@ -28,6 +28,7 @@ from gradlab.record import FOREIGN
 from gradlab.summary import summarize
 from tests import real_models
 from tests.real_models import ARCHS, BY_NAME, make
+from tests.test_oracles import gradlab_edges, independent_walk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,41 +78,6 @@ def walk_classes(loss: torch.Tensor, names: dict[int, str]) -> tuple[Counter[str
     return classes, edges
 
 
-def seq_edges(loss: torch.Tensor, names: dict[int, str]) -> Counter[tuple]:
-    """(child, parent, slot) with nodes keyed by (class, sequence number)."""
-
-    def key(fn: Any) -> tuple:
-        if type(fn).__name__ == "AccumulateGrad":
-            return ("acc", names[id(fn.variable)])
-        return (type(fn).__name__, fn._sequence_nr())
-
-    edges: Counter[tuple] = Counter()
-    todo, seen = [loss.grad_fn], {loss.grad_fn}
-    while todo:
-        fn = todo.pop()
-        for slot, (child, _) in enumerate(fn.next_functions):
-            if child is not None:
-                edges[(key(child), key(fn), slot)] += 1
-                if child not in seen:
-                    seen.add(child)
-                    todo.append(child)
-    return edges
-
-
-def graph_edges(G: Any) -> Counter[tuple]:
-    def key(n: str) -> tuple:
-        d = G.nodes[n]
-        if d["op"] == "AccumulateGrad":
-            (leaf,) = G.predecessors(n)
-            return ("acc", G.nodes[leaf]["name"])
-        return (d["op"], d["seq"])
-
-    ops = set(gradlab.op_nodes(G))
-    return Counter(
-        (key(u), key(v), d["slot"]) for u, v, d in G.edges(data=True) if u in ops and v in ops
-    )
-
-
 def leaf_names(model: nn.Module, loss: torch.Tensor) -> dict[int, str]:
     names = {id(p): n for n, p in model.named_parameters()}
     # leaves that are not parameters (a checkpointed input) get a name of their own
@@ -143,7 +109,7 @@ def test_the_recorded_graph_is_the_plain_one_and_equals_an_independent_walk(name
     for i, d in enumerate(inputs):  # the walk's names for leaves that are not parameters
         d["name"] = d["name"] or f"input{i}"
     if not inputs:
-        assert graph_edges(G) == seq_edges(loss, names)
+        assert gradlab_edges(G) == independent_walk((loss,), names)
     assert len(gradlab.op_nodes(G)) == sum(plain[0].values())
     # every recorded op node holds its value; parameters are named as named_parameters()
     ops = [G.nodes[n] for n in gradlab.op_nodes(G) if G.nodes[n]["op"] != "AccumulateGrad"]

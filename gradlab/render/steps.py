@@ -54,7 +54,12 @@ def step_lines(G: Graph, step: Step, total: int) -> list[str]:
     x.grad += [4., 6.]  →  x.grad = [4., 6.]
     """
     lines = [f"Step {step.index + 1} of {total}: {who(G, step.node)}"]
-    lines += arrival_lines(G, step)
+    return lines + arrival_lines(G, step) + departure_lines(G, step)
+
+
+def departure_lines(G: Graph, step: Step) -> list[str]:
+    """What a step sent: to each input, or into a leaf's ``.grad``."""
+    lines = []
     if step.leaf is not None:
         leaf = G.nodes[step.leaf].get("name") or step.leaf
         lines.append(

@@ -19,7 +19,7 @@ from gradlab.chain import Card, card, no_card
 from gradlab.chain import show as show_tensor
 from gradlab.graph import Graph, NodeAttrs, TensorSummary, saved_by, without_saved
 from gradlab.render.dot import FILL, node_fill
-from gradlab.render.steps import arrival_lines, numbers, who
+from gradlab.render.steps import arrival_lines, departure_lines, who
 from gradlab.render.text import describe, shape, short
 from gradlab.steps import Step
 from gradlab.steps import steps as engine_steps
@@ -204,16 +204,7 @@ def card_text(c: Card) -> str:
 
 def _step(G: Graph, s: Step, total: int, index: dict[str, int]) -> dict[str, Any]:
     """One engine step: its heading, what arrived, and what it sent (hidden while predicting)."""
-    sent = []
-    if s.leaf is not None:
-        leaf = G.nodes[s.leaf].get("name") or s.leaf
-        sent.append(
-            f"{leaf}.grad += {numbers(s.incoming)}  →  {leaf}.grad = {numbers(s.leaf_grad)}"
-        )
-    for d in s.departures:
-        sent.append(f"Sends down input {d.slot} to {who(G, d.receiver)}: {numbers(d.grad)}")
-    if not s.departures and s.leaf is None:
-        sent.append("Sends nothing on: none of its inputs needs a gradient.")
+    sent = departure_lines(G, s)
     receivers = [index[d.receiver] for d in s.departures if d.receiver in index]
     if s.leaf is not None and s.leaf in index:
         receivers.append(index[s.leaf])
