@@ -9,7 +9,7 @@ On the 1,000-layer MLP of ``bench_core.py``, interleaved round by round:
 * ``gradlab.trace()`` (values and ``args``) with ``args`` replaced by an empty dict;
 * ``gradlab.trace()`` as it is.
 
-It also times :func:`gradlab.trace.op_args` alone over every op node. Medians;
+It also times :func:`gradlab.core.trace.op_args` alone over every op node. Medians;
 the machine may be shared, so compare the ratios, not the times.
 """
 
@@ -25,9 +25,9 @@ from bench_core import bare_walk  # this folder is on sys.path when run
 from timing import compare, timed
 
 import gradlab
-from gradlab.models import mlp
+from gradlab.zoo.models import mlp
 
-tracing = sys.modules["gradlab.trace"]  # the module (gradlab.trace is the function)
+tracing = sys.modules["gradlab.core.trace"]  # the module (gradlab.trace is the function)
 
 
 def main() -> None:

@@ -36,9 +36,9 @@ from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradlab
-from gradlab import models
-from gradlab.models import mlp
-from gradlab.trace import walk as gradlab_walk
+from gradlab.core.trace import walk as gradlab_walk
+from gradlab.zoo import models
+from gradlab.zoo.models import mlp
 
 
 class _EmptyMode(TorchDispatchMode):  # type: ignore[misc]

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 import gradlab
 from gradlab.diagnose import examine, nonfinite
 from gradlab.diagnose.look import look_model
-from gradlab.models import TransformerEncoder
+from gradlab.zoo.models import TransformerEncoder
 
 
 class LogOf(nn.Module):

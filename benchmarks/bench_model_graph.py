@@ -3,8 +3,8 @@
 Run: python benchmarks/bench_model_graph.py [--repeat 7]
 
 A click on the page reruns it: the model's facts are held in the session,
-:func:`gradlab.collapse.collapse` builds the view,
-:func:`gradlab.layout.layered_layout` places it,
+:func:`gradlab.core.collapse.collapse` builds the view,
+:func:`gradlab.render.layout.layered_layout` places it,
 :func:`gradlab.render.plotly.to_figure` draws it and Streamlit serialises the
 figure to JSON. The first view in a new session also unpickles the facts from
 ``st.cache_data`` (shown apart). Each step is timed on
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 import plotly.io
 import torch
 
-from gradlab import presets
-from gradlab.collapse import collapse
-from gradlab.graph import Graph
-from gradlab.layout import layered_layout
-from gradlab.memory import inspect_model
+from gradlab.core.collapse import collapse
+from gradlab.core.graph import Graph
+from gradlab.core.memory import inspect_model
+from gradlab.render.layout import layered_layout
 from gradlab.render.plotly import to_figure
+from gradlab.zoo import presets
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gradlab.models import LeNet, TransformerEncoder
 from gradlab.plugins import Parts, Scenario, Setup
 from gradlab.train import Trainer, configure
+from gradlab.zoo.models import LeNet, TransformerEncoder
 
 Model = Callable[[], tuple[nn.Module, torch.Tensor, torch.Tensor, nn.Module]]
 

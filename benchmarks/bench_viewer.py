@@ -36,9 +36,9 @@ from typing import Any
 import torch
 
 import gradlab
-from gradlab import presets
-from gradlab.targets import trace_case
-from gradlab.viewer import page, payload
+from gradlab.app.targets import trace_case
+from gradlab.render.viewer import page, payload
+from gradlab.zoo import presets
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 
@@ -87,7 +87,7 @@ DRAW_JS = """async (n) => {
 }"""
 
 
-def classic_chain() -> gradlab.graph.Graph:
+def classic_chain() -> gradlab.core.graph.Graph:
     x = torch.ones(2, 2, requires_grad=True)
     with gradlab.record():
         y = x + 2

@@ -4,7 +4,7 @@ Run: python benchmarks/bench_worker.py [--repeat 20] [--sessions 30]
 
 * per run: each lesson program run in this process (``gradlab.program.run_program``,
   what the app did before workers) against the same program through the warm
-  worker pool (``gradlab.program.pool.run_program``: queue, fork, sandbox, run,
+  worker pool (``gradlab.isolation.pool.run_program``: queue, fork, sandbox, run,
   JSON back, decode) and through a child forked from this process
   (``run_here``, the command line's way). Medians and best of interleaved runs;
   the added milliseconds are the worker's cost per run.
@@ -22,9 +22,9 @@ import statistics
 
 from timing import compare, timed
 
-from gradlab import examples
-from gradlab.program import pool
+from gradlab.isolation import pool
 from gradlab.program.run import run_program
+from gradlab.teach import examples
 
 LESSONS = ("chain", "square", "linear_step")
 

@@ -149,7 +149,7 @@ async def _session(port: int, k: int, timeout: float, figures: ClassFigures) -> 
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    from gradlab.share import ViewState, to_params
+    from gradlab.app.share import ViewState, to_params
 
     started = time.monotonic()
     right, refused = answer(k).encode(), (b"CPU time", b"of running time")

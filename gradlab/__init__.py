@@ -1,15 +1,15 @@
 """GradLab: see and debug what PyTorch's autograd really does."""
 
-from gradlab.backward import backward
+from gradlab.app.notebook import show
+from gradlab.core.backward import backward
+from gradlab.core.errors import ExportError, GradLabError, TraceError
+from gradlab.core.graph import EdgeAttrs, NodeAttrs, TensorSummary, engine_order, nodes_of, op_nodes
+from gradlab.core.record import Recording, record
+from gradlab.core.summary import summarize, summarize_many
+from gradlab.core.trace import trace
 from gradlab.diagnose import diagnose
-from gradlab.errors import ExportError, GradLabError, TraceError
-from gradlab.export import load, save
-from gradlab.graph import EdgeAttrs, NodeAttrs, TensorSummary, engine_order, nodes_of, op_nodes
-from gradlab.record import Recording, record
 from gradlab.render.dot import to_dot
-from gradlab.summary import summarize, summarize_many
-from gradlab.trace import trace
-from gradlab.viewer import show
+from gradlab.render.formats import load, save
 
 __all__ = [
     "EdgeAttrs",

@@ -2,6 +2,6 @@
 
 import sys
 
-from gradlab.cli import main
+from gradlab.app.cli import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ has run st.navigation, so a link opened on a fresh server would skip this file.
 
 import streamlit as st
 
-from gradlab.program import pool
+from gradlab.isolation import pool
 
 # The warm worker that runs programs starts with the first visit to any page, so the
 # first program typed does not wait for torch to load.

@@ -2,7 +2,7 @@
 
 Load a broken case of the gallery, a preset model, type a tensor program, or
 paste your own ``nn.Module`` code (trusted mode only: it runs in a child
-process with limits, see :mod:`gradlab.trusted`);
+process with limits, see :mod:`gradlab.isolation.trusted`);
 :func:`gradlab.diagnose.examine` lists the findings by severity and the nodes
 where each problem starts are outlined in red. "Show on graph" (or a click on a
 finding or a node in the viewer) opens the node's card beside the graph and
@@ -16,15 +16,15 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 
-from gradlab import presets
+from gradlab.app.share import MAX_PROGRAM_CHARS, pack, unpack
+from gradlab.core.errors import GradLabError
 from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
-from gradlab.errors import GradLabError
-from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack
+from gradlab.zoo import presets
 
-from graph_view import classic_picture, show_graph
-from isolated import diagnose_program
 from trusted_code import code_box, run_code
+from widgets.graph_view import classic_picture, show_graph
+from widgets.isolated import diagnose_program
 
 SOURCE, CASE, PRESET, PROGRAM = "dbg.source", "dbg.case", "dbg.preset", "dbg.program"
 NODE, FOCUS = "dbg.node", "dbg.focus"

@@ -2,7 +2,7 @@
 
 One forward and backward on a batch gives the graph (with values and
 gradients), the saved tensors and the parameter table
-(:func:`gradlab.memory.inspect_model`); :func:`gradlab.collapse.collapse`
+(:func:`gradlab.core.memory.inspect_model`); :func:`gradlab.core.collapse.collapse`
 folds the graph to the chosen depth. The graph is shown in the browser viewer
 (values, gradients, the backward steps, node cards); a click on a module opens
 it. The link keeps the model, its settings, the depth, the open modules and
@@ -16,17 +16,17 @@ import hashlib
 
 import streamlit as st
 
-from gradlab import presets
-from gradlab.collapse import collapse, expandable, max_depth, module_paths
-from gradlab.errors import GradLabError
-from gradlab.graph import Graph
-from gradlab.memory import ModelRun, inspect_model
-from gradlab.memory_totals import by_holder, human_bytes, saved_log10
-from gradlab.render.text import shape
-from gradlab.share import MAX_PROGRAM_CHARS, pack, unpack, whole_number
+from gradlab.app.share import MAX_PROGRAM_CHARS, pack, unpack, whole_number
+from gradlab.core.collapse import collapse, expandable, max_depth, module_paths
+from gradlab.core.errors import GradLabError
+from gradlab.core.graph import Graph
+from gradlab.core.memory import ModelRun, inspect_model
+from gradlab.core.memory_totals import by_holder, human_bytes, saved_log10
+from gradlab.core.text import shape
+from gradlab.zoo import presets
 
-from graph_view import classic_picture, download_row, show_graph
 from trusted_code import code_box, run_code
+from widgets.graph_view import classic_picture, download_row, show_graph
 
 GRAPH = "mg.graph"  # show_graph's key
 FOLD_FROM = 4  # identical sibling blocks folded from this many on

@@ -1,7 +1,7 @@
 """Playground: type a tensor program, see the real grad_fn graph with values and gradients.
 
 The graph, the step-through of ``backward()``, predict-first, presenter mode
-and node cards all live in the browser viewer (:mod:`graph_view`): stepping
+and node cards all live in the browser viewer (:mod:`widgets.graph_view`): stepping
 never reruns this script. The link keeps the program (or the example), and
 the browser keeps the step, presenter mode, predict-first and the open card.
 """
@@ -12,15 +12,15 @@ from typing import Any
 
 import streamlit as st
 
-from gradlab import examples
-from gradlab.explain import as_markdown, did_you_mean
-from gradlab.graph import without_saved
+from gradlab.app.share import ViewState, from_params, to_params
+from gradlab.core.graph import without_saved
 from gradlab.program import ProgramResult
 from gradlab.render.table import as_dicts, node_rows, variable_rows
-from gradlab.share import ViewState, from_params, to_params
+from gradlab.teach import examples
+from gradlab.teach.explain import as_markdown, did_you_mean
 
-from graph_view import browser_params, classic_picture, download_row, show_graph
-from isolated import run_program
+from widgets.graph_view import browser_params, classic_picture, download_row, show_graph
+from widgets.isolated import run_program
 
 PROGRAM, EXAMPLE, START = "pg.program", "pg.example", "pg.start"
 YOURS = "yours"  # the Example menu's entry for an edited program

@@ -1,6 +1,6 @@
 """Training: pick a scenario, start it, and watch the loss fall and the gradients flow.
 
-The run goes on in a background thread (:class:`gradlab.background.RunHandle`)
+The run goes on in a background thread (:class:`gradlab.train.background.RunHandle`)
 that writes only to the handle; a fragment on a timer (:data:`TICK`) reads it.
 The handle lives in the session, so the run keeps going while the person
 visits another page; after a reload the page takes over a run nobody watches,
@@ -17,15 +17,15 @@ from typing import Any
 
 import streamlit as st
 
-from gradlab import curves
-from gradlab.background import Lease, RunHandle, live_runs
-from gradlab.errors import GradLabError
+from gradlab.core.errors import GradLabError
 from gradlab.plugins import BoolParam, ChoiceParam, FloatParam, IntParam, Param, Scenario, discover
-from gradlab.records import RunInfo, StepRecord, to_csv, to_json
-from gradlab.runs import RunStore, home, matches
+from gradlab.render import curves
 from gradlab.train import configure, devices
+from gradlab.train.background import Lease, RunHandle, live_runs
+from gradlab.train.records import RunInfo, StepRecord, to_csv, to_json
+from gradlab.train.store import RunStore, home, matches
 
-from graph_view import show_graph
+from widgets.graph_view import show_graph
 
 RUN = "tr.run"  # the session's RunHandle
 # Seconds a run survives once no browser session watches it (the tab was closed).

@@ -1,7 +1,7 @@
 """Pasted nn.Module code in trusted mode: the code box and its runner. Not a page.
 
 Pages import it as ``from trusted_code import code_box, run_code``. The code
-runs in a sandboxed worker (:mod:`gradlab.trusted`) with a CPU-time and a
+runs in a sandboxed worker (:mod:`gradlab.isolation.trusted`) with a CPU-time and a
 memory limit; while it waits or runs the page stays usable and offers a Kill
 button. Widget and state keys start with the page's ``key``: ``{key}.code``,
 ``{key}.run``, ``{key}.kill``, ``{key}.seconds``, ``{key}.memory``, and the
@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from gradlab import trusted
-from gradlab.errors import GradLabError
+from gradlab.core.errors import GradLabError
+from gradlab.isolation import trusted
 
-from isolated import session_id
+from widgets.isolated import session_id
 
 LABEL = (
     "Your model code: define `model` (an nn.Module) and `x` (the input batch); "

@@ -7,9 +7,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from gradlab.data import points
-from gradlab.plugins import BoolParam, IntParam, Parts, Picture, Scenario, Setup
-from gradlab.train import StepContext
+from gradlab.plugins import BoolParam, IntParam, Parts, Picture, Scenario, Setup, StepContext
+from gradlab.zoo.data import points
 
 
 class Deep(nn.Module):

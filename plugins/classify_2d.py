@@ -6,9 +6,9 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from gradlab.data import POINTS, points, split
-from gradlab.models import ACTIVATIONS, mlp
 from gradlab.plugins import ChoiceParam, FloatParam, IntParam, Parts, Picture, Scenario, Setup
+from gradlab.zoo.data import POINTS, points, split
+from gradlab.zoo.models import ACTIVATIONS, mlp
 
 GRID = 60  # decision-boundary grid cells per side
 

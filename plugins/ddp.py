@@ -7,8 +7,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gradlab.plugins import FloatParam, IntParam, Parts, Scenario, Setup
-from gradlab.train import StepContext
+from gradlab.plugins import FloatParam, IntParam, Parts, Scenario, Setup, StepContext
 
 
 def build(setup: Setup) -> Parts:

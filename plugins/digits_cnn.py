@@ -6,9 +6,9 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from gradlab.data import digits, split
-from gradlab.models import LeNet
 from gradlab.plugins import FloatParam, IntParam, Parts, Picture, Scenario, Setup
+from gradlab.zoo.data import digits, split
+from gradlab.zoo.models import LeNet
 
 
 def build(setup: Setup) -> Parts:

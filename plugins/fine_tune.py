@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradlab.data import points
-from gradlab.models import mlp
 from gradlab.plugins import BoolParam, FloatParam, IntParam, Parts, Scenario, Setup
+from gradlab.zoo.data import points
+from gradlab.zoo.models import mlp
 
 
 def build(setup: Setup) -> Parts:

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from gradlab.data import points
-from gradlab.models import mlp
 from gradlab.plugins import ChoiceParam, FloatParam, IntParam, Parts, Scenario, Setup
+from gradlab.zoo.data import points
+from gradlab.zoo.models import mlp
 
 SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 

@@ -9,10 +9,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gradlab.data import points
-from gradlab.models import mlp
-from gradlab.plugins import FloatParam, IntParam, Parts, Scenario, Setup
-from gradlab.train import StepContext
+from gradlab.plugins import FloatParam, IntParam, Parts, Scenario, Setup, StepContext
+from gradlab.zoo.data import points
+from gradlab.zoo.models import mlp
 
 Make = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
 # Each optimizer with a learning rate that suits it on this problem (times the `lr_scale`).

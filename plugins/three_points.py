@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradlab.plugins import ChoiceParam, FloatParam, Parts, Scenario, Setup
-from gradlab.train import StepContext
+from gradlab.plugins import ChoiceParam, FloatParam, Parts, Scenario, Setup, StepContext
 
 
 def build(setup: Setup) -> Parts:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from gradlab import examples
+from gradlab.app.share import pack
 from gradlab.program import run_program
-from gradlab.share import pack
-from gradlab.steps import steps
+from gradlab.teach import examples
+from gradlab.teach.steps import steps
 from tests.conftest import screenshot, wait_for_app
 
 pytestmark = pytest.mark.browser

@@ -1,6 +1,6 @@
 """``gradlab app`` starts Streamlit as a product and honours Streamlit's own configuration.
 
-The plan (:func:`gradlab.cli.app.launch_plan`) is tested on its own; then
+The plan (:func:`gradlab.app.cli.app.launch_plan`) is tested on its own; then
 ``gradlab app`` is started for real and asked what it serves (``/_stcore/health``
 on the port expected) and which flags it passed (the server process's own
 command line: ``gradlab app`` replaces itself with ``streamlit run``). A page
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from gradlab.cli.app import (
+from gradlab.app.cli.app import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     PRODUCT,
@@ -28,7 +28,7 @@ from gradlab.cli.app import (
     env_var,
     launch_plan,
 )
-from gradlab.errors import GradLabError
+from gradlab.core.errors import GradLabError
 from tests.conftest import ARTIFACTS, _wait_healthy, free_port, screenshot, wait_for_app
 
 
@@ -304,7 +304,7 @@ def test_trusted_mode_checks_the_address_streamlit_will_use(
 ) -> None:
     import argparse
 
-    from gradlab.cli.app import plan_from_args
+    from gradlab.app.cli.app import plan_from_args
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab.errors import TraceError
-from gradlab.trace import walk
+from gradlab.core.errors import TraceError
+from gradlab.core.trace import walk
 
 
 def test_scenario_2_non_scalar_fails_and_both_fixes_give_the_gradient() -> None:

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradlab
-from gradlab.chain import Card, card, has_card, tensor
-from gradlab.collapse import collapse
-from gradlab.derivatives import RULES
-from gradlab.graph import Graph
+from gradlab.core.collapse import collapse
+from gradlab.core.graph import Graph
+from gradlab.teach.chain import Card, card, has_card, tensor
+from gradlab.teach.derivatives import RULES
 from tests.conftest import app_test, screenshot, wait_for_app
 
 Make = Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]
@@ -348,8 +348,8 @@ def test_y_times_y_shows_the_sum_where_two_paths_meet() -> None:
 
 
 def test_playground_programs_name_tensors_as_the_graph_does() -> None:
-    from gradlab import examples
     from gradlab.program import run_program
+    from gradlab.teach import examples
 
     G = run_program(examples.get("chain").source).graph  # type: ignore[union-attr]
     assert G is not None
@@ -402,7 +402,7 @@ def test_generic_card_for_an_op_without_a_rule() -> None:
     assert rule.formula == "∂L/∂x = PyTorch's SoftplusBackward0 derivative applied to ∂L/∂y"
     (expected,) = torch.autograd.grad(F.softplus(x).sum(), [x])
     torch.testing.assert_close(tensor(rule.result), expected)
-    assert rule.numbers == "∂L/∂x = " + gradlab.render.text.values(expected.tolist())
+    assert rule.numbers == "∂L/∂x = " + gradlab.core.text.values(expected.tolist())
     assert c.incoming == "∂L/∂y = [1., 1., 1.]"
 
 

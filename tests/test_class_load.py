@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.program import sandbox
+from gradlab.isolation import sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from class_load import run_class

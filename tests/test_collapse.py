@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab import presets
-from gradlab.collapse import PREFIX, collapse, expandable, max_depth, module_paths
-from gradlab.graph import Graph
-from gradlab.targets import trace_case
+from gradlab.app.targets import trace_case
+from gradlab.core.collapse import PREFIX, collapse, expandable, max_depth, module_paths
+from gradlab.core.graph import Graph
+from gradlab.zoo import presets
 
 # (id, kind, op, module, seq): ops in creation order, as gradlab.trace writes them.
 Row = tuple[str, str, str | None, str | None, int | None]

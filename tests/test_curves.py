@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gradlab import curves
+from gradlab.render import curves
 from gradlab.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

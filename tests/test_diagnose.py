@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab import examples, presets
+from gradlab.core.errors import GradLabError
+from gradlab.core.trace import walk
 from gradlab.diagnose import Finding, LoopWatch, by_severity, examine, worst
 from gradlab.diagnose import broken as b
 from gradlab.diagnose.gallery import CASES, examine_case, get
-from gradlab.errors import GradLabError
-from gradlab.trace import walk
+from gradlab.teach import examples
+from gradlab.zoo import presets
 
 #: The op of the node each case's finding points at first.
 EXPECTED_OP = {

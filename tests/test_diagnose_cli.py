@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.cli import main
+from gradlab.app.cli import main
 
 HEALTHY = """
 import torch

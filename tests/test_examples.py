@@ -2,8 +2,8 @@
 
 import pytest
 
-from gradlab import examples
 from gradlab.program import run_program
+from gradlab.teach import examples
 
 
 @pytest.mark.parametrize("example", examples.EXAMPLES, ids=lambda e: e.id)

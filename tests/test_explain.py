@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradlab.explain import explain
+from gradlab.teach.explain import explain
 
 
 def raised(action: Callable[[], object]) -> BaseException | Warning:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import gradlab
-from gradlab.errors import ExportError
-from gradlab.export import dot_available
+from gradlab.core.errors import ExportError
+from gradlab.render.formats import dot_available
 
 
 @pytest.fixture

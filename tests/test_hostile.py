@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import torch
 
-from gradlab.program import Limits, ProgramResult, pool, run_program, sandbox
+from gradlab.isolation import pool, sandbox
+from gradlab.program import Limits, ProgramResult, run_program
 from tests.hostile.corpus import CORPUS, Hostile
 
 RUNNERS = ("interpreter", "worker")

@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gradlab.program import sandbox
-from gradlab.share import pack
+from gradlab.app.share import pack
+from gradlab.isolation import sandbox
 from tests.hostile.corpus import CORPUS, Hostile
 
 from .conftest import screenshot, wait_for_app

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.cli import app
-from gradlab.errors import GradLabError
-from gradlab.program import sandbox
+from gradlab.app.cli import app
+from gradlab.core.errors import GradLabError
+from gradlab.isolation import sandbox
 
 from .conftest import free_port
 
@@ -84,7 +84,7 @@ def test_with_the_sandbox_gradlab_app_serves_every_interface(tmp_path: Path) -> 
 def test_a_machine_without_the_layers_still_runs_programs_locally(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gradlab.program import pool
+    from gradlab.isolation import pool
 
     monkeypatch.setattr(sandbox, "_STATUS", MISSING)
     result = pool.run_program("x = torch.tensor([2., 3.], requires_grad=True)\n"
@@ -93,7 +93,7 @@ def test_a_machine_without_the_layers_still_runs_programs_locally(
 
 
 def test_a_teacher_sets_the_programs_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradlab.program import pool
+    from gradlab.isolation import pool
 
     monkeypatch.setenv("GRADLAB_PROGRAM_SECONDS", "0.5")
     result = pool.run_program("while True:\n    pass", here=True)

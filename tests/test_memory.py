@@ -1,4 +1,4 @@
-"""Saved tensors and the parameter table, checked against torch and against gradlab.trace."""
+"""Saved tensors and the parameter table, checked against torch and against gradlab.core.trace."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab import presets
-from gradlab.errors import GradLabError
-from gradlab.memory import inspect_model, parameter_table, saved_tensors
-from gradlab.trace import saved_tensors as node_saved_tensors
-from gradlab.trace import walk
+from gradlab.core.errors import GradLabError
+from gradlab.core.memory import inspect_model, parameter_table, saved_tensors
+from gradlab.core.trace import saved_tensors as node_saved_tensors
+from gradlab.core.trace import walk
+from gradlab.zoo import presets
 
 
 def test_a_storage_saved_twice_counts_once_for_the_first_saver() -> None:

@@ -11,12 +11,12 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from gradlab.cli.app import TRUSTED_ENV
-from gradlab.collapse import collapse
-from gradlab.export import dot_available
-from gradlab.memory import inspect_model
-from gradlab.presets import PRESETS
-from gradlab.trusted import EXAMPLE
+from gradlab.app.cli.app import TRUSTED_ENV
+from gradlab.core.collapse import collapse
+from gradlab.core.memory import inspect_model
+from gradlab.isolation.trusted import EXAMPLE
+from gradlab.render.formats import dot_available
+from gradlab.zoo.presets import PRESETS
 from tests.conftest import app_test, screenshot, wait_for_app
 from tests.viewer_app import click_viewer_node, node_ids, viewer_data
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gradlab import examples
+from gradlab.app.share import pack
 from gradlab.program import run_program
-from gradlab.share import pack
+from gradlab.teach import examples
 from tests.conftest import ROOT, app_test
 from tests.viewer_app import node_ids, viewer_data, viewers
 
@@ -207,7 +207,7 @@ def test_saved_tensors_are_listed_in_the_node_card() -> None:
     nodes = {n["id"]: n for n in viewer_data(at)["payload"]["nodes"]}
     assert not any(n.startswith("saved") for n in nodes)  # drawn in the card, not as nodes
     G = graph_of("chain")
-    from gradlab.graph import saved_by
+    from gradlab.core.graph import saved_by
 
     (square,) = [
         n for n in G if G.nodes[n].get("op") == "MulBackward0" and len(saved_by(G, n)) == 2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from gradlab.chain import card
-from gradlab.graph import saved_by
+from gradlab.core.graph import saved_by
 from gradlab.program import ProgramResult, run_program
+from gradlab.teach.chain import card
 
 
 def variable(result: ProgramResult, name: str):  # type: ignore[no-untyped-def]

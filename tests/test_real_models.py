@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab.cli import main
-from gradlab.collapse import collapse
+from gradlab.app.cli import main
+from gradlab.core.collapse import collapse
+from gradlab.core.record import FOREIGN
+from gradlab.core.summary import summarize
 from gradlab.diagnose import examine
-from gradlab.record import FOREIGN
-from gradlab.summary import summarize
 from tests import real_models
 from tests.real_models import ARCHS, BY_NAME, make
 from tests.test_oracles import gradlab_edges, independent_walk

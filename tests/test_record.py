@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradlab
-from gradlab.record import recorded_value
+from gradlab.core.record import recorded_value
 
 
 def test_values_of_every_op_including_inside_composites() -> None:
@@ -142,7 +142,7 @@ def test_nothing_is_kept_of_ops_run_with_grad_mode_off() -> None:
 
 
 def _classes(loss: torch.Tensor) -> list[str]:
-    from gradlab.trace import walk
+    from gradlab.core.trace import walk
 
     return sorted(type(fn).__name__ for fn in walk([loss.grad_fn])[0])
 

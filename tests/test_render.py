@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab.layout import layered_layout, layers
+from gradlab.core.text import describe, number, shape, short
 from gradlab.render.dot import FILL, node_label, to_dot
+from gradlab.render.layout import layered_layout, layers
 from gradlab.render.plotly import to_figure
-from gradlab.render.text import describe, number, shape, short
 
 
 def traced_model() -> nx.MultiDiGraph:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.errors import GradLabError
-from gradlab.records import RunConfig, read_json, to_csv, to_json
-from gradlab.runs import RunStore, home
+from gradlab.core.errors import GradLabError
 from gradlab.train import train
+from gradlab.train.records import RunConfig, read_json, to_csv, to_json
+from gradlab.train.store import RunStore, home
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +34,7 @@ def test_a_run_survives_a_restart(tmp_path: Path) -> None:
     result = train("linear_regression", steps=12, every=4, store=RunStore(path))
     # A new process opens the same file and reads everything back.
     code = (
-        "import json, sys; from gradlab.runs import RunStore\n"
+        "import json, sys; from gradlab.train.store import RunStore\n"
         "s = RunStore(sys.argv[1]); r = s.records(1); i = s.run(1)\n"
         "print(json.dumps([i.status, i.config.scenario, len(r), [x.loss for x in r],"
         " r[4].nodes.as_dict(), [p.grad_norm for p in r[8].params],"
@@ -55,8 +55,8 @@ def test_a_run_survives_a_restart(tmp_path: Path) -> None:
 def test_a_run_whose_process_died_is_marked_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     code = (
-        "import os, sys; from gradlab.runs import RunStore\n"
-        "from gradlab.records import RunConfig, StepRecord\n"
+        "import os, sys; from gradlab.train.store import RunStore\n"
+        "from gradlab.train.records import RunConfig, StepRecord\n"
         "s = RunStore(sys.argv[1]); run = s.create(RunConfig('linear_regression', steps=50))\n"
         "s.append(run, [StepRecord(i, 1.0 / (i + 1), 0.1, 0.01, 100) for i in range(3)])\n"
         "os._exit(9)  # killed in the middle of the run\n"

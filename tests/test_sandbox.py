@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gradlab.program import sandbox, wire, worker
+from gradlab.isolation import sandbox, wire, worker
 
 pytestmark = pytest.mark.skipif(
     not sandbox.status().complete, reason=f"no OS sandbox here: {sandbox.status().reason}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gradlab.share import MAX_PROGRAM_CHARS, ViewState, from_params, pack, to_params, unpack
+from gradlab.app.share import MAX_PROGRAM_CHARS, ViewState, from_params, pack, to_params, unpack
 
 
 def test_a_state_survives_the_round_trip() -> None:

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import gradlab
-from gradlab.cli import main
-from gradlab.errors import GradLabError
-from gradlab.graph import Graph, engine_order
+from gradlab.app.cli import main
+from gradlab.core.errors import GradLabError
+from gradlab.core.graph import Graph, engine_order
 from gradlab.render.steps import step_lines
-from gradlab.steps import as_of, reached, steps
+from gradlab.teach.steps import as_of, reached, steps
 
 
 def engine_run(loss: torch.Tensor) -> list[tuple[str, list[torch.Tensor | None]]]:

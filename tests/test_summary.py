@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from gradlab.graph import MAX_VALUES
-from gradlab.summary import summarize, summarize_many
+from gradlab.core.graph import MAX_VALUES
+from gradlab.core.summary import summarize, summarize_many
 
 
 def finite_stats(t: torch.Tensor) -> tuple[float, float, float, float]:

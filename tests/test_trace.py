@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab.errors import TraceError
+from gradlab.core.errors import TraceError
 
 
 def test_edge_list_of_a_times_b_plus_c() -> None:

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from gradlab.capture import capture_backward
-from gradlab.errors import GradLabError
-from gradlab.models import LeNet
+from gradlab.core.capture import capture_backward
+from gradlab.core.errors import GradLabError
+from gradlab.core.trace import trace, walk
 from gradlab.plugins import PluginError, discover
-from gradlab.trace import trace, walk
 from gradlab.train import Trainer, TrainingError, configure, train
+from gradlab.zoo.models import LeNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

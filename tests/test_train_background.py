@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.background import Lease, RunHandle, live_runs
 from gradlab.plugins import discover
-from gradlab.runs import RunStore
 from gradlab.train import configure
+from gradlab.train.background import Lease, RunHandle, live_runs
+from gradlab.train.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.cli import main
+from gradlab.app.cli import main
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from gradlab import curves
-from gradlab.background import RunHandle
-from gradlab.runs import RunStore
+from gradlab.render import curves
+from gradlab.train.background import RunHandle
+from gradlab.train.store import RunStore
 from tests.conftest import (
     ROOT,
     _wait_healthy,
@@ -199,7 +199,7 @@ def test_download_and_delete_a_run(home: Path) -> None:
     assert handle.join(60)
     at.run()
     at.multiselect(key="tr.chosen").set_value([handle.run_id]).run()
-    from gradlab.records import to_csv
+    from gradlab.train.records import to_csv
 
     store = RunStore(home / "runs.sqlite")
     assert handle.run_id is not None

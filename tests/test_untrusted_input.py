@@ -22,16 +22,17 @@ import pytest
 import torch
 
 import gradlab
-from gradlab import examples, presets
-from gradlab.capture import NodeNorms
-from gradlab.collapse import collapse
-from gradlab.errors import ExportError, GradLabError
-from gradlab.export import MAX_LOAD_BYTES
-from gradlab.graph import EdgeAttrs, NodeAttrs, check_graph
-from gradlab.memory import inspect_model
-from gradlab.records import ParamStat, RunConfig, StepRecord
-from gradlab.runs import RunStore
-from gradlab.share import MAX_PROGRAM_CHARS, MAX_TOKEN_CHARS, from_params, pack, unpack
+from gradlab.app.share import MAX_PROGRAM_CHARS, MAX_TOKEN_CHARS, from_params, pack, unpack
+from gradlab.core.capture import NodeNorms
+from gradlab.core.collapse import collapse
+from gradlab.core.errors import ExportError, GradLabError
+from gradlab.core.graph import EdgeAttrs, NodeAttrs, check_graph
+from gradlab.core.memory import inspect_model
+from gradlab.render.formats import MAX_LOAD_BYTES
+from gradlab.teach import examples
+from gradlab.train.records import ParamStat, RunConfig, StepRecord
+from gradlab.train.store import RunStore
+from gradlab.zoo import presets
 from tests.conftest import ROOT
 
 
@@ -596,7 +597,7 @@ def test_the_model_graph_page_opens_a_hostile_link(query: dict[str, str]) -> Non
 
 
 def test_whole_numbers_from_links() -> None:
-    from gradlab.share import whole_number
+    from gradlab.app.share import whole_number
 
     assert whole_number("42") == 42 and whole_number("7", 1, 6) is None
     for bad in ("²", "٣", "-1", "1e3", " 4", "9" * 5000, ""):

@@ -17,18 +17,19 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab import presets
-from gradlab.collapse import collapse
-from gradlab.render.text import short
-from gradlab.steps import steps
-from gradlab.targets import trace_case
-from gradlab.viewer import assets, frame, page, payload, safe_json, show, to_svg
-from gradlab.viewer.geometry import MAX_CHARS
+from gradlab.app.targets import trace_case
+from gradlab.core.collapse import collapse
+from gradlab.core.text import short
+from gradlab.app.notebook import show
+from gradlab.render.viewer import assets, frame, page, payload, safe_json, to_svg
+from gradlab.render.viewer.geometry import MAX_CHARS
+from gradlab.teach.steps import steps
+from gradlab.zoo import presets
 
 EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
 
-def classic_chain() -> tuple[gradlab.graph.Graph, torch.Tensor, dict[str, torch.Tensor]]:
+def classic_chain() -> tuple[gradlab.core.graph.Graph, torch.Tensor, dict[str, torch.Tensor]]:
     x = torch.ones(2, 2, requires_grad=True)
     with gradlab.record():
         y = x + 2
@@ -160,8 +161,8 @@ def test_every_preset_and_collapsed_view_has_no_overlapping_boxes() -> None:
 
 
 def test_every_lesson_has_no_overlapping_boxes() -> None:
-    from gradlab.examples import EXAMPLES
     from gradlab.program import run_program
+    from gradlab.teach.examples import EXAMPLES
 
     drawn = 0
     for example in EXAMPLES:
@@ -217,7 +218,7 @@ class _Scripts(HTMLParser):
             self.scripts.append(dict(attrs))
 
 
-def evil_graph() -> gradlab.graph.Graph:
+def evil_graph() -> gradlab.core.graph.Graph:
     G, _, _ = classic_chain()
     for _n, attrs in G.nodes(data=True):
         attrs["name"] = EVIL
@@ -270,11 +271,11 @@ def test_save_html_writes_one_offline_page(tmp_path: Path) -> None:
     )
     assert data is not None
     assert len(json.loads(data.group(1))["steps"]) == 5
-    assert "html" in gradlab.export.FORMATS
+    assert "html" in gradlab.render.formats.FORMATS
 
 
 def test_cli_export_html(tmp_path: Path) -> None:
-    from gradlab.cli import main
+    from gradlab.app.cli import main
 
     out = tmp_path / "lenet.html"
     assert main(["export", "--preset", "lenet", "-o", str(out)]) == 0
@@ -303,6 +304,6 @@ def test_saved_tensors_are_in_the_card_not_on_the_graph() -> None:
     assert all(n["kind"] != "saved" for n in p["nodes"])
     exp = next(n for n in p["nodes"] if n["op"] == "ExpBackward0")
     saved = dict(exp["details"])["Saved for backward"]
-    from gradlab.chain import show as show_tensor
+    from gradlab.teach.chain import show as show_tensor
 
     assert saved == f"result: {show_tensor(gradlab.summarize(x.detach().exp()))}"

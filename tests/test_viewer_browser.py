@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import gradlab
-from gradlab import presets
-from gradlab.collapse import collapse
-from gradlab.targets import trace_case
-from gradlab.viewer import page as html_page
-from gradlab.viewer import payload
+from gradlab.app.targets import trace_case
+from gradlab.core.collapse import collapse
+from gradlab.render.viewer import page as html_page
+from gradlab.render.viewer import payload
+from gradlab.zoo import presets
 
 from .conftest import ARTIFACTS
 
@@ -30,7 +30,7 @@ CAPTION = "y feeds both inputs of one multiply: 2.25 + 2.25 = 4.5"
 PRINTED = "tensor(27., grad_fn=<MeanBackward0>) tensor([[4.5000, 4.5000], [4.5000, 4.5000]])"
 
 
-def chain_graph() -> gradlab.graph.Graph:
+def chain_graph() -> gradlab.core.graph.Graph:
     x = torch.ones(2, 2, requires_grad=True)
     with gradlab.record():
         y = x + 2

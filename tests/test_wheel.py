@@ -37,7 +37,8 @@ def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     (env / "bin" / "gradlab").write_text(
-        f"#!{env / 'bin' / 'python'}\nimport sys\nfrom gradlab.cli import main\nsys.exit(main())\n"
+        f"#!{env / 'bin' / 'python'}\nimport sys\n"
+        "from gradlab.app.cli import main\nsys.exit(main())\n"
     )
     (env / "bin" / "gradlab").chmod(0o755)
     return env

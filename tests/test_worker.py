@@ -14,10 +14,10 @@ import networkx as nx
 import pytest
 import torch
 
-from gradlab import examples
-from gradlab.program import pool, sandbox, wire
+from gradlab.isolation import pool, sandbox, wire
+from gradlab.isolation.trusted import Reply
 from gradlab.program.run import ProgramResult, run_program
-from gradlab.trusted import Reply
+from gradlab.teach import examples
 from tests.test_tutorials import TUTORIALS
 
 pytestmark = [

@@ -1,4 +1,6 @@
-"""AppTest helpers for pages that show graphs through the viewer component (pages/graph_view.py).
+"""AppTest helpers for pages that show graphs through the viewer component.
+
+The component is pages/widgets/graph_view.py.
 
 AppTest runs no JavaScript: it sees the component's data (what the browser
 would mount) and can send what the browser sends after a click on a node.

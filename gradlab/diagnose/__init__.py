@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradlab._gc import paused_gc
+from gradlab.core._gc import paused_gc
+from gradlab.core.errors import GradLabError
+from gradlab.core.graph import Graph
 from gradlab.diagnose import gradcheck as _gradcheck
 from gradlab.diagnose import gradients, lessons, loop, nonfinite, scale, shapes
 from gradlab.diagnose.evidence import Evidence, NodeIndex
@@ -26,9 +28,7 @@ from gradlab.diagnose.gradcheck import Agreement
 from gradlab.diagnose.look import look_callable, look_graph, look_model, look_program
 from gradlab.diagnose.loop import LoopWatch, Step
 from gradlab.diagnose.scale import Layer
-from gradlab.errors import GradLabError
-from gradlab.graph import Graph
-from gradlab.presets import Case
+from gradlab.zoo.presets import Case
 
 __all__ = [
     "FAMILY",
@@ -72,7 +72,7 @@ def diagnose(
 
     ``subject`` is one of: an ``nn.Module`` with ``batch`` (its input) and
     ``loss_fn(output, target)`` (without ``loss_fn`` the output is the loss);
-    a :class:`gradlab.presets.Case`; a function taking no arguments that
+    a :class:`gradlab.zoo.presets.Case`; a function taking no arguments that
     returns the loss or ``(model, loss)`` and may train for some steps; the
     source of a tensor program (run by the safe interpreter); a graph from
     :func:`gradlab.trace` (facts only: the NaN checks); or a training run (a
@@ -190,7 +190,7 @@ def _looker(
 
 def _run_records(subject: Any) -> list[Any] | None:
     """A training run's step records: a ``TrainResult``, or a list of ``StepRecord``."""
-    from gradlab.records import StepRecord
+    from gradlab.train.records import StepRecord
 
     records = getattr(subject, "records", subject)
     if (

@@ -1,6 +1,6 @@
 """Broken models and training functions for the gallery: Python that programs cannot express.
 
-Each ``make_*`` builds a :class:`gradlab.presets.Case` (a model with a batch
+Each ``make_*`` builds a :class:`gradlab.zoo.presets.Case` (a model with a batch
 and a loss); each ``train_*`` is a function that takes no arguments, trains
 for a few steps and returns ``(model, loss)``, as ``gradlab doctor`` expects.
 Every one is deterministic (fixed seeds).
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradlab.presets import Case
+from gradlab.zoo.presets import Case
 
 
 class TwoHeads(nn.Module):

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from gradlab.core.graph import Graph
+from gradlab.core.trace import Node
 from gradlab.diagnose.observe import Call, ModuleCall
-from gradlab.graph import Graph
-from gradlab.trace import Node
 
 if TYPE_CHECKING:
     from gradlab.diagnose.loop import Step
@@ -38,7 +38,7 @@ class NodeIndex:
         self._seq: dict[tuple[int, str], str] = {}
         self._leaves: dict[int, int] = {}  # id(tensor) -> its position among leaves ("leaf1")
         self._keep: list[torch.Tensor] = []
-        # The walk of gradlab.trace.walk, run only as far as a lookup needs: ids are
+        # The walk of gradlab.core.trace.walk, run only as far as a lookup needs: ids are
         # given in discovery order, so a node's id is known once it is discovered.
         self._stack: list[Node] = []
         if root is not None and root.grad_fn is not None:

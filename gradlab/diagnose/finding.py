@@ -66,7 +66,7 @@ class Finding:
     when the problem has no node (an unused parameter is not in the graph).
     ``where`` names the place for a person (a parameter, a module, an op).
     ``cause`` is a short machine-readable reason within the kind (``"detach"``,
-    ``"log"``, or for autograd errors the :func:`gradlab.explain` kind).
+    ``"log"``, or for autograd errors the :func:`gradlab.teach.explain` kind).
     """
 
     kind: Kind

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from gradlab.core.errors import GradLabError
 from gradlab.diagnose import Report, examine
 from gradlab.diagnose import broken as b
 from gradlab.diagnose.finding import Kind
-from gradlab.errors import GradLabError
 
 Form = Literal["program", "model", "function"]
 

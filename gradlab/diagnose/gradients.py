@@ -141,14 +141,14 @@ def _reentrant_checkpoint(ev: Evidence) -> bool:
     """Whether the loss's graph holds a reentrant checkpoint, whose forward ran under no_grad."""
     if ev.loss is None or ev.loss.grad_fn is None:
         return False
-    from gradlab.trace import walk
+    from gradlab.core.trace import walk
 
     fns, _ = walk([ev.loss.grad_fn])
     return any(type(fn).__name__ == "CheckpointFunctionBackward" for fn in fns)
 
 
 def _no_graph_error(ev: Evidence) -> bool:
-    from gradlab.explain import explain
+    from gradlab.teach.explain import explain
 
     if ev.error is None:
         return False

@@ -1,6 +1,6 @@
 """Finding 6: autograd errors (and the warnings that go with them) as lessons.
 
-The text is :func:`gradlab.explain`'s: what PyTorch said, why, and the fixes.
+The text is :func:`gradlab.teach.explain`'s: what PyTorch said, why, and the fixes.
 The finding is pinned to the node the error concerns: the op an in-place
 error names (with the tensor and its version counter, from PyTorch's own
 message), or the root's op for a non-scalar or second backward.
@@ -8,10 +8,10 @@ message), or the root's op for a non-scalar or second backward.
 
 from __future__ import annotations
 
+from gradlab.core.graph import Graph
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
-from gradlab.explain import Explanation, explain
-from gradlab.graph import Graph
+from gradlab.teach.explain import Explanation, explain
 
 #: Lessons that other checks report better (a broadcast loss is a shape trap).
 _ELSEWHERE = ("loss_broadcast",)

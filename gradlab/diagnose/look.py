@@ -20,16 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradlab._gc import paused_gc
-from gradlab.backward import backward
+from gradlab.core._gc import paused_gc
+from gradlab.core.backward import backward
+from gradlab.core.errors import GradLabError
+from gradlab.core.graph import Graph
+from gradlab.core.record import record
+from gradlab.core.summary import summarize
+from gradlab.core.trace import trace
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.loop import LoopWatch
 from gradlab.diagnose.observe import CallWatch, ModuleWatch, watch_layers
-from gradlab.errors import GradLabError
-from gradlab.graph import Graph
-from gradlab.record import record
-from gradlab.summary import summarize
-from gradlab.trace import trace
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -193,7 +193,7 @@ def _replaced_unused(replaced: list[torch.Tensor], loss: torch.Tensor) -> set[in
     the head to the embedding) that the loss does not use: no longer part of a model."""
     if not replaced:
         return set()
-    from gradlab.trace import walk
+    from gradlab.core.trace import walk
 
     used: set[int] = set()
     if loss.grad_fn is not None:

@@ -164,7 +164,7 @@ def _resets(call: Call) -> bool:
 
 
 def steps_of_run(records: Sequence[Any]) -> list[Step]:
-    """Steps from a training run's :class:`gradlab.records.StepRecord` list.
+    """Steps from a training run's :class:`gradlab.train.records.StepRecord` list.
 
     The gradient norm and the move are known on captured steps only (``nan``
     elsewhere); the move is the change of the parameters' norms, a lower bound.

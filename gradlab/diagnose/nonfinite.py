@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
+from gradlab.core.graph import Graph, TensorSummary, engine_order
+from gradlab.core.trace import walk
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
 from gradlab.diagnose.received import AMBIGUOUS, first_bad_sender, not_finite
-from gradlab.graph import Graph, TensorSummary, engine_order
-from gradlab.trace import walk
 
 Range = tuple[float | None, float | None]  # (min, max) of an input's finite entries
 _LOG = ("log", "log2", "log10", "log1p", "log_", "xlogy")

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from gradlab.graph import Graph
+from gradlab.core.graph import Graph
 
 
 @dataclass(slots=True)
@@ -103,8 +103,8 @@ class CallWatch(TorchFunctionMode):
         return out
 
     def _backward(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        from gradlab.backward import backward
-        from gradlab.trace import trace
+        from gradlab.core.backward import backward
+        from gradlab.core.trace import trace
 
         root = args[0]
         simple = isinstance(root, torch.Tensor) and root.grad_fn is not None and len(args) == 1
@@ -124,8 +124,8 @@ _PLAIN = frozenset({bool, int, float, str, torch.dtype, torch.device, torch.layo
 
 #: GradLab's own machinery, whose torch calls (summaries, traces) are not the code's.
 _MACHINERY = frozenset({
-    "gradlab.summary", "gradlab.trace", "gradlab.backward", "gradlab.record",
-    "gradlab.program.limits", "gradlab._gc",
+    "gradlab.core.summary", "gradlab.core.trace", "gradlab.core.backward", "gradlab.core.record",
+    "gradlab.program.limits", "gradlab.core._gc",
 })  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 :func:`first_bad_sender` runs the pass ``torch.autograd.grad(root, stops, grad)``
 would run, as one ``autograd.grad`` call whose inputs are a
 :class:`~torch.autograd.graph.GradientEdge` for every input that the watched
-nodes send to (as :mod:`gradlab.capture` does): the engine keeps those
+nodes send to (as :mod:`gradlab.core.capture` does): the engine keeps those
 gradients in C++, with no Python call per node. One fused norm over them
 says which are not finite, and the engine order comes from the nodes'
 sequence numbers: the engine runs a node after every node that sends to it,
@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch.autograd.graph import GradientEdge
 
-from gradlab.trace import Node
+from gradlab.core.trace import Node
 
 _ACCUMULATE = "AccumulateGrad"
 Key = tuple[int, int]  # (node index in walk order, input of that node)
@@ -86,7 +86,7 @@ def first_bad_sender(
 def _walk_watched(
     start: Node, watched: set[Node]
 ) -> tuple[list[Node], list[tuple[int, int, int, int]], int]:
-    """:func:`gradlab.trace.walk` that goes on only through watched nodes (and the start).
+    """:func:`gradlab.core.trace.walk` that goes on only through watched nodes (and the start).
 
     Returns the nodes, the edges ``(child, parent, slot, output_nr)`` and the
     highest sequence number of an unwatched node reached (-1 if none; leaves'

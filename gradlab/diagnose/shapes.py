@@ -18,7 +18,7 @@ import torch
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
-from gradlab.explain import explain
+from gradlab.teach.explain import explain
 
 _SUB = ("sub", "__sub__", "__rsub__", "rsub")
 _BROADCAST_FIX = (

@@ -5,7 +5,7 @@ inside :func:`gradlab.record`, and turns every ``backward()`` the program
 calls into :func:`gradlab.backward` on a freshly traced graph, so the real
 backward pass is captured. Whatever happens, it returns a
 :class:`ProgramResult`: errors become data with a line, a message and,
-for autograd mistakes, a lesson (:func:`gradlab.explain`).
+for autograd mistakes, a lesson (:func:`gradlab.teach.explain`).
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from typing import Any, Literal
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from gradlab.backward import backward
-from gradlab.errors import TraceError, out_of_memory
-from gradlab.explain import Explanation, explain
-from gradlab.graph import Graph, TensorSummary, edge_dicts
+from gradlab.core.backward import backward
+from gradlab.core.errors import TraceError, out_of_memory
+from gradlab.core.graph import Graph, TensorSummary, edge_dicts
+from gradlab.core.record import record
+from gradlab.core.summary import summarize_many
+from gradlab.core.trace import trace
 from gradlab.program.interpret import Interpreter
 from gradlab.program.limits import Guard, LimitExceeded, Limits
 from gradlab.program.policy import Refused
 from gradlab.program.syntax import ProgramRefused, check
-from gradlab.record import record
-from gradlab.summary import summarize_many
-from gradlab.trace import trace
+from gradlab.teach.explain import Explanation, explain
 
 MAX_SOURCE = 20_000
 ErrorKind = Literal["syntax", "refused", "limit", "runtime"]

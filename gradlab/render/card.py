@@ -1,8 +1,8 @@
-"""Chain-rule cards (:mod:`gradlab.chain`) as Markdown, for the app's node details."""
+"""Chain-rule cards (:mod:`gradlab.teach.chain`) as Markdown, for the app's node details."""
 
 from __future__ import annotations
 
-from gradlab.chain import Card, show
+from gradlab.teach.chain import Card, show
 
 _AGREES = {
     True: "✓ the formula gives what PyTorch sent",
@@ -17,7 +17,7 @@ def card_markdown(c: Card) -> str:
     Examples
     --------
     >>> import torch, gradlab
-    >>> from gradlab.chain import card
+    >>> from gradlab.teach.chain import card
     >>> x = torch.tensor([2.0, 3.0], requires_grad=True)
     >>> with gradlab.record():
     ...     loss = (x ** 2).sum()

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import graphviz
 
-from gradlab.graph import Graph, NodeAttrs, TensorSummary
-from gradlab.render.text import shape, short
+from gradlab.core.graph import Graph, NodeAttrs, TensorSummary
+from gradlab.core.text import shape, short
 
 # Hex, so Graphviz and the browser (Plotly) read the same colours.
 FILL = {
@@ -32,7 +32,7 @@ FILL = {
     "op": "#d3d3d3",  # light grey
     "output": "#caff70",  # torchviz's darkolivegreen1
     "saved": "#ffa500",  # orange
-    "module": "#d9c8f0",  # lavender: a collapsed module call (gradlab.collapse)
+    "module": "#d9c8f0",  # lavender: a collapsed module call (gradlab.core.collapse)
     "nonfinite": "#ff6347",  # tomato
 }
 LEGEND = (

@@ -17,10 +17,10 @@ from typing import Literal
 
 import plotly.graph_objects as go
 
-from gradlab.graph import Graph, NodeAttrs
-from gradlab.layout import Position, layered_layout
+from gradlab.core.graph import Graph, NodeAttrs
+from gradlab.core.text import shape, short
 from gradlab.render.dot import node_fill
-from gradlab.render.text import shape, short
+from gradlab.render.layout import Position, layered_layout
 
 WEBGL_FROM = 1000
 LABELS_UP_TO = 80

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gradlab.graph import Graph, TensorSummary
-from gradlab.render.text import values
-from gradlab.steps import Step
+from gradlab.core.graph import Graph, TensorSummary
+from gradlab.core.text import values
+from gradlab.teach.steps import Step
 
 
 def who(G: Graph, n: str) -> str:
@@ -41,7 +41,7 @@ def step_lines(G: Graph, step: Step, total: int) -> list[str]:
     Examples
     --------
     >>> import torch, gradlab
-    >>> from gradlab.steps import steps
+    >>> from gradlab.teach.steps import steps
     >>> x = torch.tensor([2.0, 3.0], requires_grad=True)
     >>> loss = (x * x).sum()
     >>> G = gradlab.backward(loss, gradlab.trace(loss, params={"x": x}))

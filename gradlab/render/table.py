@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from gradlab.graph import Graph
+from gradlab.core.graph import Graph
+from gradlab.core.text import shape, short
 from gradlab.program.run import Variable
-from gradlab.render.text import shape, short
 
 
 @dataclass(frozen=True)

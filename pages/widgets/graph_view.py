@@ -1,0 +1,173 @@
+"""Show a GradLab graph on a page through the browser viewer; downloads. Not a page.
+
+Pages import it as ``from graph_view import show_graph, download_row``.
+
+* :func:`show_graph` mounts :mod:`gradlab.render.viewer` as a Streamlit component
+  (``st.components.v2``). Stepping, Play, predict/reveal, zoom, pan, hover
+  and node cards all happen in the browser: none of them reruns the script.
+  Only pages that ask for it (``send_selection=True``) hear about a click on a
+  node, and only then does the script rerun. Python can open a node's card and
+  centre on it (``select=``) without a remount, so the browser keeps its step,
+  zoom and pan.
+* ``url=True`` keeps the browser-side state in the address bar as it
+  changes (``step``, ``present``, ``predict``, ``node``), so a copied link
+  opens the same view; the page reads them back with :func:`browser_params`.
+* :func:`classic_picture` draws the Graphviz picture (laid out in the
+  browser, no ``dot`` needed) for those who want it.
+* :func:`download_row` offers the graph as DOT, SVG, PNG, JSON, GraphML and a
+  self-contained HTML viewer. Files are made only when a button is clicked.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
+
+import streamlit as st
+
+from gradlab.app.viewer_host import browser_step, host_js, recolour
+from gradlab.core.graph import Graph
+from gradlab.render.dot import to_dot
+from gradlab.render.downloads import FILES, GRAPHVIZ_UP_TO, no_layout_reason
+from gradlab.render.formats import render
+from gradlab.render.viewer import assets, payload
+
+#: Chain-rule cards cost about 1 ms a node on every rerun: bigger graphs go without them.
+CARDS_UP_TO = 800
+#: The URL parameters the browser keeps up to date (see ``url=True``).
+BROWSER_PARAMS = ("step", "present", "predict", "node")
+
+_viewer = st.components.v2.component(
+    "gradlab_viewer",
+    js=host_js(*assets()),
+    # In a shadow root the viewer's keys (← → Space PageUp PageDown) would never reach
+    # it: document.contains() is false there. Its CSS is scoped under .glv anyway.
+    isolate_styles=False,
+)
+
+
+def show_graph(
+    G: Graph,
+    *,
+    key: str,
+    height: int = 560,
+    highlight: Collection[str] = (),
+    findings: Iterable[Any] = (),
+    select: str | None = None,
+    center: bool = False,
+    request: object = None,
+    color: str = "kind",
+    colors: Mapping[str, float] | None = None,
+    step: int | None = None,
+    predict: bool = False,
+    presenter: bool = False,
+    printed: str | None = None,
+    caption: str | None = None,
+    title: str | None = None,
+    send_selection: bool = False,
+    url: bool = False,
+    steps: bool = True,
+    cards: bool = True,
+) -> str | None:
+    """Mount the viewer on ``G``; return the node clicked to cause this rerun (when sent).
+
+    ``step`` (0: before backward, ``s``: ``s`` steps done, ``None``: all), ``predict`` and
+    ``presenter`` are where the browser starts; they take effect when the
+    graph is first shown (or changes), never on a later rerun, so the browser's
+    own position is kept. ``select`` opens that node's card (``center``: and
+    centres on it) whenever it or ``request`` changes (a counter: "show it
+    again"). ``colors`` replaces the gradient norms the viewer colours by
+    (log10 values), with ``color="grad"``. ``printed``
+    and ``caption`` sit in the side panel and stay hidden while predicting.
+    """
+    cards = cards and G.number_of_nodes() <= CARDS_UP_TO
+    data = payload(
+        G, steps=steps, cards=cards, findings=findings, highlight=highlight,
+        printed=printed, caption=caption, title=title,
+    )  # fmt: skip
+    if colors is not None:
+        recolour(data, colors)
+    options: dict[str, Any] = {"color": color, "predict": predict}
+    # A graph opens with every step done (every gradient shown); a link may name a step.
+    options["step"] = "end" if step is None else browser_step(step, len(data["steps"]))
+    # The colours alone may change (Training, twice a second): the browser repaints them in
+    # place, keeping its zoom, pan and open card, instead of mounting the graph again.
+    tint = [n["gnorm"] for n in data["nodes"]] if colors is not None else []
+    digest = _digest({**data, "nodes": [{**n, "gnorm": None} for n in data["nodes"]]}, options)
+    seq_key = f"{key}.select_seq"
+    asked = (select, center, request, digest)
+    if st.session_state.get(f"{key}.select_last") != asked:
+        st.session_state[f"{key}.select_last"] = asked
+        st.session_state[seq_key] = st.session_state.get(seq_key, 0) + 1
+    result = _viewer(
+        key=key,
+        data={
+            "payload": data,
+            "digest": digest,
+            "tint": tint,
+            "options": options,
+            "height": height,
+            "presenter": presenter,
+            "select": {"id": select, "center": center, "seq": st.session_state[seq_key]},
+            "send": send_selection,
+            "url": url,
+        },
+        on_selected_change=_ignore,
+        height=height,
+    )
+    chosen = result.get("selected") if send_selection else None
+    return chosen if isinstance(chosen, str) and chosen in G else None
+
+
+def browser_params(params: Mapping[str, str]) -> dict[str, str]:
+    """The URL parameters the browser keeps (``url=True``), from the page's query parameters."""
+    return {k: params[k] for k in BROWSER_PARAMS if k in params}
+
+
+def classic_picture(G: Graph, *, highlight: Collection[str] = (), clusters: bool = False) -> None:
+    """The Graphviz picture of ``G``, laid out in the browser (a message when too big)."""
+    if G.number_of_nodes() > GRAPHVIZ_UP_TO:
+        st.info(
+            f"{G.number_of_nodes():,} nodes are too many for the Graphviz picture "
+            f"(over {GRAPHVIZ_UP_TO:,}: it would take minutes)."
+        )
+        return
+    st.graphviz_chart(to_dot(G, highlight=highlight, clusters=clusters))
+
+
+def download_row(G: Graph, *, key: str, stem: str, clusters: bool = False) -> None:
+    """Download buttons: ``G`` as ``{stem}.dot``, ``.svg``, ``.png``, ``.json``, ``.graphml``,
+    ``.html``."""
+    why_not = no_layout_reason(G)
+    for column, spec in zip(st.columns(len(FILES)), FILES, strict=True):
+        blocked = spec.needs_dot and why_not is not None
+        column.download_button(
+            spec.label,
+            data=_maker(G, spec.suffix, clusters),
+            file_name=f"{stem}.{spec.suffix}",
+            mime=spec.mime,
+            key=f"{key}.{spec.suffix}",
+            disabled=blocked,
+            help=why_not if blocked else spec.help,
+            on_click="ignore",
+            icon=":material/download:",
+            width="stretch",
+        )
+
+
+def _maker(G: Graph, fmt: str, clusters: bool) -> Callable[[], bytes]:
+    def make() -> bytes:
+        return render(G, fmt, clusters=clusters)
+
+    return make
+
+
+def _digest(data: dict[str, Any], options: dict[str, Any]) -> str:
+    text = json.dumps([data, options], sort_keys=True, default=str)
+    return format(zlib.crc32(text.encode()), "08x")
+
+
+def _ignore() -> None:
+    """The click's callback: the page reads the node from the component's result."""
