@@ -232,7 +232,7 @@ def trusted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """As if started with `gradlab app --trusted`: the flag, and a localhost address."""
     from streamlit import config
 
-    from gradlab.app.cli.app import TRUSTED_ENV
+    from gradlab.isolation.trusted import TRUSTED_ENV
 
     monkeypatch.setenv(TRUSTED_ENV, "1")
     before = config.get_option("server.address")

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from gradlab.app.cli.app import TRUSTED_ENV
 from gradlab.app.share import pack, unpack
 from gradlab.diagnose.gallery import CASES, get
+from gradlab.isolation.trusted import TRUSTED_ENV
 from tests.conftest import ROOT, app_test, screenshot, wait_for_app
 from tests.viewer_app import viewer_data
 

@@ -11,10 +11,9 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from gradlab.app.cli.app import TRUSTED_ENV
 from gradlab.core.collapse import collapse
 from gradlab.core.memory import inspect_model
-from gradlab.isolation.trusted import EXAMPLE
+from gradlab.isolation.trusted import EXAMPLE, TRUSTED_ENV
 from gradlab.render.formats import dot_available
 from gradlab.zoo.presets import PRESETS
 from tests.conftest import app_test, screenshot, wait_for_app

@@ -11,9 +11,8 @@ import time
 import pytest
 import torch
 
-from gradlab.app.cli.app import TRUSTED_ENV
 from gradlab.core.errors import GradLabError
-from gradlab.isolation.trusted import EXAMPLE, Limits, run_code, start, trusted_enabled
+from gradlab.isolation.trusted import EXAMPLE, TRUSTED_ENV, Limits, run_code, start, trusted_enabled
 
 LOCAL = "127.0.0.1"
 SEEDED = """\

@@ -115,8 +115,8 @@ def test_installed_pages_run_without_exception(wheel_env: Path, tmp_path: Path) 
 
 def test_the_viewer_ships_in_the_wheel(wheel_env: Path, tmp_path: Path) -> None:
     site = site_packages(wheel_env)
-    assert (site / "gradlab" / "viewer" / "static" / "viewer.js").is_file()
-    assert (site / "gradlab" / "viewer" / "static" / "viewer.css").is_file()
+    assert (site / "gradlab" / "render" / "viewer" / "static" / "viewer.js").is_file()
+    assert (site / "gradlab" / "render" / "viewer" / "static" / "viewer.css").is_file()
     result = subprocess.run(
         [wheel_env / "bin" / "gradlab", "export", "--preset", "linear", "-o", "linear.html"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,

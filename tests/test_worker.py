@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gradlab.isolation import pool, sandbox, wire
-from gradlab.isolation.trusted import Reply
+from gradlab.isolation.model_code import Reply
 from gradlab.program.run import ProgramResult, run_program
 from gradlab.teach import examples
 from tests.test_tutorials import TUTORIALS

@@ -16,7 +16,8 @@ kept (up to 20,000 characters a stream).
 The code must define ``model`` (an ``nn.Module``) and ``x`` (the input batch:
 a tensor, or a tuple of tensors passed as ``model(*x)``), and may define
 ``loss``, a function from the model's output to a scalar (default: the sum of
-the output). See :data:`EXAMPLE`. The worker runs
+the output). See :data:`EXAMPLE`. The worker child
+(:mod:`gradlab.isolation.model_code`) runs
 :func:`gradlab.core.memory.inspect_model` and sends back facts only (the
 :class:`~gradlab.core.memory.ModelRun`: graph, saved tensors, parameter table, as
 JSON; nothing is unpickled). Errors come back as a message naming the line
@@ -33,51 +34,36 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
+from gradlab.core.errors import GradLabError
+from gradlab.core.memory import ModelRun
+from gradlab.diagnose import Report
+from gradlab.isolation import pool, sandbox
+from gradlab.isolation.model_code import EXAMPLE, Reply, Status, Task, memory_message
+from gradlab.isolation.pool import Job, Outcome
 
-from gradlab.app.cli.app import TRUSTED_ENV
-from gradlab.core.errors import GradLabError, out_of_memory
-from gradlab.core.memory import ModelRun, inspect_model
+__all__ = [
+    "EXAMPLE",
+    "MAX_CODE_CHARS",
+    "MAX_OUTPUT_CHARS",
+    "TRUSTED_ENV",
+    "Limits",
+    "Status",
+    "Task",
+    "TrustedResult",
+    "TrustedRun",
+    "how_to_enable",
+    "run_code",
+    "start",
+    "trusted_enabled",
+]
 
-if TYPE_CHECKING:
-    from gradlab.diagnose import Report
-    from gradlab.isolation.pool import Job, Outcome
-
-#: The name pasted code runs under; tracebacks show it.
-FILENAME = "<model code>"
+#: The environment variable that turns trusted mode on (``gradlab app --trusted`` sets it).
+TRUSTED_ENV = "GRADLAB_TRUSTED"
 MAX_CODE_CHARS = 100_000
 MAX_OUTPUT_CHARS = 20_000
 _LOCAL_NAMES = {"localhost", "localhost.localdomain"}
-
-EXAMPLE = """\
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(4, 8)
-        self.out = nn.Linear(8, 1)
-
-    def forward(self, x):
-        return self.out(torch.relu(self.hidden(x)))
-
-
-model = Net()               # required: an nn.Module
-x = torch.randn(16, 4)      # required: the input batch (or a tuple of inputs)
-loss = lambda out: out.pow(2).mean()   # optional: default is out.sum()
-"""
-
-Status = Literal["ok", "error", "timeout", "memory", "cancelled", "crashed"]
-#: What the child does with the model: the Model graph page's facts, or the debugger's report.
-Task = Literal["inspect", "diagnose"]
 
 
 @dataclass(frozen=True)
@@ -154,8 +140,6 @@ def start(
     session: str = "",
 ) -> TrustedRun:
     """Start running pasted ``code`` in a sandboxed worker; refused unless trusted mode is on."""
-    from gradlab.isolation import pool, sandbox
-
     if not trusted_enabled(address):
         raise GradLabError(how_to_enable(address))
     if len(code) > MAX_CODE_CHARS:
@@ -227,7 +211,7 @@ def _result(outcome: Outcome, limits: Limits) -> TrustedResult:
         message = f"Stopped with the kill button after {seconds:g} s."
         return TrustedResult("cancelled", None, message, None, out, err, seconds)
     if outcome.status == "memory":
-        return TrustedResult("memory", None, _memory_message(limits.memory_mb), None, out, err,
+        return TrustedResult("memory", None, memory_message(limits.memory_mb), None, out, err,
                              seconds)  # fmt: skip
     reply = outcome.value
     if not outcome.ok or not isinstance(reply, Reply):
@@ -239,118 +223,3 @@ def _result(outcome: Outcome, limits: Limits) -> TrustedResult:
         return TrustedResult("crashed", None, message, None, out, err, seconds)
     return TrustedResult(reply.status, reply.run, reply.message, reply.line, out, err, seconds,
                          reply.report)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the worker sends back: facts only."""
-
-    status: Status
-    run: ModelRun | None = None
-    message: str = ""
-    line: int | None = None
-    report: Report | None = None
-
-
-def execute(code: str, memory_mb: int, task: Task = "inspect") -> Reply:
-    """Run pasted ``code`` here (in a worker) and make the facts of its model."""
-    return _execute(code, memory_mb, task)
-
-
-def _execute(code: str, memory_mb: int, task: Task = "inspect") -> Reply:
-    try:
-        compiled = compile(code, FILENAME, "exec")
-    except SyntaxError as exc:
-        return Reply("error", message=_syntax_message(exc, code), line=exc.lineno)
-    namespace: dict[str, object] = {"__name__": "__gradlab_model__"}
-    stage = ""
-    try:
-        exec(compiled, namespace)
-        model, inputs, loss = _contract(namespace)
-        stage = "model(x), the loss or backward failed: "
-        if task == "diagnose":
-            return Reply("ok", report=_diagnose(model, inputs, loss))
-        run = inspect_model(model, inputs, loss)
-    except MemoryError:
-        return Reply("memory", message=_memory_message(memory_mb))
-    except GradLabError as exc:
-        return Reply("error", message=str(exc), line=_user_line(exc))
-    except BaseException as exc:  # the code's own errors, SystemExit included
-        if out_of_memory(exc):
-            return Reply("memory", message=_memory_message(memory_mb), line=_user_line(exc))
-        return Reply("error", message=_error_message(exc, code, stage), line=_user_line(exc))
-    return Reply("ok", run=run)
-
-
-def _diagnose(
-    model: nn.Module,
-    inputs: list[torch.Tensor],
-    loss: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> Report:
-    """The debugger's report on the pasted model, its batch and its loss (default: sum)."""
-    from gradlab.diagnose import examine
-
-    loss_fn = loss if loss is not None else _sum
-    if len(inputs) == 1:
-        return examine(model, inputs[0], loss_fn=loss_fn, graph=True)
-    return examine(lambda: (model, loss_fn(model(*inputs))), graph=True)
-
-
-def _sum(out: torch.Tensor) -> torch.Tensor:
-    return out.sum()
-
-
-def _contract(
-    namespace: dict[str, object],
-) -> tuple[nn.Module, list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]:
-    """``model``, the inputs and ``loss`` as the code defined them, checked."""
-    model = namespace.get("model")
-    if model is None:
-        raise GradLabError("The code must define `model`, an nn.Module, e.g. `model = Net()`.")
-    if not isinstance(model, nn.Module):
-        hint = " (write `model = Net()`, with the parentheses)" if isinstance(model, type) else ""
-        raise GradLabError(f"`model` is a {type(model).__name__}; it must be an nn.Module{hint}.")
-    x = namespace.get("x")
-    inputs = list(x) if isinstance(x, tuple | list) else [x]
-    if x is None or not all(isinstance(t, torch.Tensor) for t in inputs):
-        raise GradLabError(
-            "The code must define `x`, the input batch: a tensor such as "
-            "`x = torch.randn(16, 4)`, or a tuple of tensors for `model(*x)`."
-        )
-    loss = namespace.get("loss")
-    if loss is not None and not callable(loss):
-        raise GradLabError(
-            "`loss` must be a function of the model's output, e.g. "
-            "`loss = lambda out: out.pow(2).mean()`."
-        )
-    return model, inputs, loss  # type: ignore[return-value]  # checked just above
-
-
-def _user_line(exc: BaseException) -> int | None:
-    """The line of the pasted code in the innermost frame of it in the traceback."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == FILENAME]
-    return frames[-1].lineno if frames else None
-
-
-def _error_message(exc: BaseException, code: str, stage: str) -> str:
-    head = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    line = _user_line(exc)
-    if line is None:
-        return stage + head
-    return f"Line {line}: {head}\n    {_source_line(code, line)}"
-
-
-def _syntax_message(exc: SyntaxError, code: str) -> str:
-    line = exc.lineno or 0
-    text = _source_line(code, line)
-    caret = " " * max((exc.offset or 1) - 1 - (len(text) - len(text.lstrip())), 0) + "^"
-    return f"Line {line}: SyntaxError: {exc.msg}\n    {text.strip()}\n    {caret}"
-
-
-def _source_line(code: str, line: int) -> str:
-    lines = code.splitlines()
-    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
-
-
-def _memory_message(memory_mb: int) -> str:
-    return f"The code ran out of memory: the limit is {memory_mb} MiB."

@@ -43,7 +43,7 @@ def _classes() -> dict[str, type]:
     from gradlab.diagnose.gradcheck import Agreement
     from gradlab.diagnose.loop import Step
     from gradlab.diagnose.scale import Layer
-    from gradlab.isolation.trusted import Reply
+    from gradlab.isolation.model_code import Reply
     from gradlab.program.run import Notice, ProgramError, ProgramResult, Variable
     from gradlab.teach.explain import Explanation
 

@@ -61,7 +61,7 @@ def _task_diagnose_program(args: dict[str, Any]) -> Any:
 
 
 def _task_trusted(args: dict[str, Any]) -> Any:
-    from gradlab.isolation.trusted import execute
+    from gradlab.isolation.model_code import execute
 
     return execute(str(args["code"]), int(args["memory_mb"]), args.get("task", "inspect"))
 
@@ -335,7 +335,7 @@ def warm(tasks: tuple[str, ...] = tuple(TASKS)) -> None:
             examine("x = torch.randn(4, 3, requires_grad=True)\nm = nn.Linear(3, 1)\n"
                     "l = m(x).sigmoid().log().mean()\nl.backward()", graph=True)  # fmt: skip
         if "trusted" in tasks:
-            from gradlab.isolation.trusted import EXAMPLE, execute
+            from gradlab.isolation.model_code import EXAMPLE, execute
 
             execute(EXAMPLE, 256, "inspect")
             execute(EXAMPLE, 256, "diagnose")

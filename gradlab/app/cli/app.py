@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.core.errors import GradLabError
+from gradlab.isolation.trusted import TRUSTED_ENV
 
-TRUSTED_ENV = "GRADLAB_TRUSTED"
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
