@@ -22,9 +22,9 @@ from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
 from gradlab.zoo import presets
 
-from trusted_code import code_box, run_code
 from widgets.graph_view import classic_picture, show_graph
 from widgets.isolated import diagnose_program
+from widgets.trusted_code import code_box, run_code
 
 SOURCE, CASE, PRESET, PROGRAM = "dbg.source", "dbg.case", "dbg.preset", "dbg.program"
 NODE, FOCUS = "dbg.node", "dbg.focus"

@@ -25,8 +25,8 @@ from gradlab.core.memory_totals import by_holder, human_bytes, saved_log10
 from gradlab.core.text import shape
 from gradlab.zoo import presets
 
-from trusted_code import code_box, run_code
 from widgets.graph_view import classic_picture, download_row, show_graph
+from widgets.trusted_code import code_box, run_code
 
 GRAPH = "mg.graph"  # show_graph's key
 FOLD_FROM = 4  # identical sibling blocks folded from this many on
