@@ -12,6 +12,7 @@ import importlib
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,28 +88,27 @@ def test_built_in_scenarios_use_the_plugin_door() -> None:
                 assert (node.module or "").startswith(allowed), f"{path.name}: {node.module}"
 
 
-def test_graph_internals_stay_in_core_graph() -> None:
-    """Only gradlab/core/graph.py reaches into networkx's private dicts."""
-    private = {"_node", "_succ", "_pred", "_adj"}
+def _outside_core_graph(matches: Callable[[ast.AST], bool]) -> list[str]:
+    """``file:line`` of every syntax node that ``matches``, in every module but core/graph.py."""
     owner = PACKAGE / "core" / "graph.py"
-    found = [
-        f"{path.relative_to(ROOT)}:{node.lineno}"
+    return [
+        f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
         for path in _sources()
         if path != owner
         for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Attribute) and node.attr in private
+        if matches(node)
     ]
+
+
+def test_graph_internals_stay_in_core_graph() -> None:
+    """Only gradlab/core/graph.py reaches into networkx's private dicts."""
+    private = {"_node", "_succ", "_pred", "_adj"}
+    found = _outside_core_graph(lambda n: isinstance(n, ast.Attribute) and n.attr in private)
     assert not found, found
 
 
 def test_one_name_for_accumulate_grad() -> None:
     """The op name of a leaf's gradient sink is written once, as ACCUMULATE_GRAD."""
-    owner = PACKAGE / "core" / "graph.py"
-    found = [
-        f"{path.relative_to(ROOT)}:{node.lineno}"
-        for path in _sources()
-        if path != owner
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Constant) and node.value == "AccumulateGrad"
-    ]
+    name = "AccumulateGrad"
+    found = _outside_core_graph(lambda n: isinstance(n, ast.Constant) and n.value == name)
     assert not found, found
