@@ -37,8 +37,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gradlab.core.errors import GradLabError
+from gradlab.diagnose import Report
 from gradlab.isolation import sandbox, wire, worker
 from gradlab.isolation.worker import Status
+from gradlab.program.run import ProgramError, ProgramResult
 
 JobState = Literal["queued", "running", "done"]
 _HEADER_SIZE = 4
@@ -449,13 +452,11 @@ def run_program(
     on_wait: Callable[[int], None] | None = None,
     pool: Pool | None = None,
     here: bool = False,
-) -> Any:
+) -> ProgramResult:
     """:func:`gradlab.program.run_program` in a sandboxed worker; a ProgramResult, always.
 
     ``here=True`` forks the worker from this process instead of the shared pool's.
     """
-    from gradlab.program.run import ProgramResult
-
     outcome = _outcome("program", source, session, on_wait, pool, here)
     if outcome.ok and isinstance(outcome.value, ProgramResult):
         return outcome.value
@@ -469,14 +470,11 @@ def diagnose_program(
     on_wait: Callable[[int], None] | None = None,
     pool: Pool | None = None,
     here: bool = False,
-) -> Any:
+) -> Report:
     """The debugger's :class:`~gradlab.diagnose.Report` on a program, made in a worker.
 
     Raises :class:`gradlab.core.errors.GradLabError` with one line when the run could not finish.
     """
-    from gradlab.core.errors import GradLabError
-    from gradlab.diagnose import Report
-
     outcome = _outcome("diagnose_program", source, session, on_wait, pool, here)
     if outcome.ok and isinstance(outcome.value, Report):
         return outcome.value
@@ -498,10 +496,8 @@ def _outcome(
     return wait((pool or shared()).submit(task, args, session=session, limits=limits), on_wait)
 
 
-def failure(outcome: Outcome, limits: sandbox.Limits) -> Any:
+def failure(outcome: Outcome, limits: sandbox.Limits) -> ProgramError:
     """A :class:`~gradlab.program.ProgramError` that says how a run failed, for a person."""
-    from gradlab.program.run import ProgramError
-
     if outcome.status == "timeout":
         used = f"its {limits.cpu_seconds - 3:g} s of CPU time"
         return ProgramError("limit", 1, f"stopped: the program used {used} (an endless loop, "

@@ -27,6 +27,16 @@ from typing import Any
 
 import networkx as nx
 
+from gradlab.core.memory import ModelRun, NodeMemory, ParamRow, SavedMemory, SavedTensor
+from gradlab.diagnose import Report
+from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.gradcheck import Agreement
+from gradlab.diagnose.loop import Step
+from gradlab.diagnose.scale import Layer
+from gradlab.isolation.model_code import Reply
+from gradlab.program.run import Notice, ProgramError, ProgramResult, Variable
+from gradlab.teach.explain import Explanation
+
 MAX_BYTES = 64 << 20  # one reply; a 7,000-node graph with values is a few MB
 MAX_DEPTH = 64
 
@@ -35,32 +45,18 @@ class WireError(ValueError):
     """A reply that is not a well-formed encoding of GradLab's facts."""
 
 
-def _classes() -> dict[str, type]:
-    # Imported here: the codec sits below the modules whose records it carries.
-    from gradlab.core.memory import ModelRun, NodeMemory, ParamRow, SavedMemory, SavedTensor
-    from gradlab.diagnose import Report
-    from gradlab.diagnose.finding import Finding
-    from gradlab.diagnose.gradcheck import Agreement
-    from gradlab.diagnose.loop import Step
-    from gradlab.diagnose.scale import Layer
-    from gradlab.isolation.model_code import Reply
-    from gradlab.program.run import Notice, ProgramError, ProgramResult, Variable
-    from gradlab.teach.explain import Explanation
-
-    found = (Report, Finding, Agreement, Layer, Step, Explanation, ModelRun, NodeMemory,
-             ParamRow, SavedMemory, SavedTensor, Notice, ProgramError, ProgramResult, Variable,
-             Reply)  # fmt: skip
-    return {cls.__name__: cls for cls in found}
-
-
-_REGISTRY: dict[str, type] = {}
+#: The record types a reply may hold, by name: GradLab's own frozen records, nothing else.
+_CLASSES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (Report, Finding, Agreement, Layer, Step, Explanation, ModelRun, NodeMemory,
+                ParamRow, SavedMemory, SavedTensor, Notice, ProgramError, ProgramResult,
+                Variable, Reply)
+}  # fmt: skip
 
 
 def classes() -> dict[str, type]:
     """The record types a reply may hold, by name."""
-    if not _REGISTRY:
-        _REGISTRY.update(_classes())
-    return _REGISTRY
+    return _CLASSES
 
 
 def encode(value: Any) -> str:

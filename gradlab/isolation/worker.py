@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
 from gradlab.core.errors import GradLabError
+from gradlab.diagnose import examine
 from gradlab.isolation import sandbox, wire
+from gradlab.isolation.model_code import EXAMPLE, execute
+from gradlab.program.run import run_program
 
 Status = Literal["ok", "error", "timeout", "memory", "crashed", "cancelled", "too_large"]
 MAX_OUTPUT_CHARS = 20_000  # of what trusted code prints, each stream
@@ -49,20 +52,14 @@ _TEXT = ("message", "reply", "stdout", "stderr")  # the text fields of a child's
 
 
 def _task_program(args: dict[str, Any]) -> Any:
-    from gradlab.program.run import run_program
-
     return run_program(str(args["source"]))
 
 
 def _task_diagnose_program(args: dict[str, Any]) -> Any:
-    from gradlab.diagnose import examine
-
     return examine(str(args["source"]), graph=True)
 
 
 def _task_trusted(args: dict[str, Any]) -> Any:
-    from gradlab.isolation.model_code import execute
-
     return execute(str(args["code"]), int(args["memory_mb"]), args.get("task", "inspect"))
 
 
@@ -325,18 +322,12 @@ def warm(tasks: tuple[str, ...] = tuple(TASKS)) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if "program" in tasks or "diagnose_program" in tasks:
-            from gradlab.program.run import run_program
-
             run_program("x = torch.ones(2, 2, requires_grad=True)\ny = (x + 2) * (x + 2) * 3\n"
                         "y.mean().backward()\nprint(x.grad)")  # fmt: skip
         if "diagnose_program" in tasks:
-            from gradlab.diagnose import examine
-
             examine("x = torch.randn(4, 3, requires_grad=True)\nm = nn.Linear(3, 1)\n"
                     "l = m(x).sigmoid().log().mean()\nl.backward()", graph=True)  # fmt: skip
         if "trusted" in tasks:
-            from gradlab.isolation.model_code import EXAMPLE, execute
-
             execute(EXAMPLE, 256, "inspect")
             execute(EXAMPLE, 256, "diagnose")
         conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.MaxPool2d(2),
