@@ -15,8 +15,11 @@ from typing import Any
 import networkx as nx
 import torch
 
+from gradlab.core.backward import backward
 from gradlab.core.errors import GradLabError
 from gradlab.core.graph import Graph
+from gradlab.core.summary import summarize
+from gradlab.core.trace import trace
 from gradlab.render.viewer.html import frame, page
 from gradlab.render.viewer.payload import payload
 from gradlab.render.viewer.svg import TEXT_UP_TO, to_svg
@@ -134,9 +137,6 @@ def _scope(*namespaces: dict[str, Any]) -> dict[str, Any]:
 
 
 def _traced(x: torch.Tensor, names: dict[str, Any], run_backward: bool | None) -> Graph:
-    from gradlab.core.backward import backward
-    from gradlab.core.trace import trace
-
     if x.grad_fn is None and not x.requires_grad:
         raise GradLabError(
             "This tensor has no grad_fn and does not require grad: autograd recorded no graph "
@@ -170,8 +170,6 @@ def _named_values(G: Graph, names: dict[str, Any]) -> None:
     it is now (the variable is the op's output itself, unless it was changed in
     place since).
     """
-    from gradlab.core.summary import summarize
-
     for attrs in G.nodes.values():
         name = attrs.get("name")
         if attrs.get("kind") != "op" or attrs.get("value") is not None or name is None:

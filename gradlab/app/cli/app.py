@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.core.errors import GradLabError
+from gradlab.isolation import sandbox
 from gradlab.isolation.trusted import TRUSTED_ENV
 
 DEFAULT_PORT = 8501
@@ -231,8 +232,6 @@ def plan_from_args(args: argparse.Namespace) -> Launch:
 
 def check_sandbox(address: str) -> None:
     """Refuse to serve other machines when the OS sandbox for programs is incomplete."""
-    from gradlab.isolation import sandbox
-
     found = sandbox.status()
     if not found.complete:
         raise GradLabError(

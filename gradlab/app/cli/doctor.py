@@ -15,6 +15,7 @@ from gradlab.app.targets import load_callable
 from gradlab.core.errors import GradLabError
 from gradlab.diagnose import Finding, Report, examine
 from gradlab.diagnose import gallery as cases
+from gradlab.isolation.pool import diagnose_program
 from gradlab.zoo import presets
 
 EPILOG = """examples:
@@ -86,8 +87,6 @@ def _examine(args: argparse.Namespace) -> tuple[str, Report]:
     if args.gradcheck:
         raise GradLabError("--gradcheck needs a model with its batch: use --preset or --gallery.")
     if args.expr is not None:  # typed programs run in a sandboxed worker, like in the app
-        from gradlab.isolation.pool import diagnose_program
-
         return "the program", diagnose_program(args.expr, here=True)
     func = load_callable(args.target)
     try:
