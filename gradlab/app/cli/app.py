@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradlab.app.cli.command import command
 from gradlab.core.errors import GradLabError
 from gradlab.isolation import sandbox
 from gradlab.isolation.trusted import TRUSTED_ENV
@@ -71,7 +72,8 @@ class Launch:
 
 def add_parser(commands: Any) -> None:
     """Register ``gradlab app``."""
-    parser = commands.add_parser(
+    parser = command(
+        commands,
         "app",
         help="start the browser app",
         description="Start GradLab's browser app (Streamlit) and print its address. "

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from typing import Any
 
+from gradlab.app.cli.command import command, sources
 from gradlab.app.targets import load_callable
 from gradlab.core.errors import GradLabError
 from gradlab.diagnose import Finding, Report, examine
@@ -33,22 +34,19 @@ _MARK = {"error": "error  ", "warning": "warning", "info": "note   "}
 
 def add_parser(commands: Any) -> None:
     """Register ``gradlab doctor``."""
-    parser = commands.add_parser(
+    parser = command(
+        commands,
         "doctor",
         help="find why gradients are None, NaN, vanishing or exploding",
         description="Run a function, a preset, a gallery case or a tensor program, and print "
         "what is wrong with its gradients: where, why, and the fix.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "target", nargs="?", help="path/to/file.py:function (no arguments; returns a loss "
-        "or (model, loss))",
-    )  # fmt: skip
+    source = sources(
+        parser, "path/to/file.py:function (no arguments; returns a loss or (model, loss))"
+    )
     source.add_argument("--gallery", metavar="NAME", help="a broken case of the gallery ('list')")
     source.add_argument("--preset", metavar="NAME", help=f"a preset: {', '.join(presets.PRESETS)}")
-    source.add_argument("--expr", metavar="PROGRAM", help="a tensor program, as in the app")
     parser.add_argument(
         "--gradcheck", action="store_true",
         help="compare autograd with finite differences (presets and gallery models)",

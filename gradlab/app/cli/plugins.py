@@ -6,12 +6,14 @@ import argparse
 import json
 from typing import Any
 
+from gradlab.app.cli.command import command
 from gradlab.train.scenario import ENTRY_POINT_GROUP, ENV_DISABLE_AUTOLOAD, ENV_PLUGINS, discover
 
 
 def add_parser(commands: Any) -> None:
     """Register ``gradlab plugins``."""
-    parser = commands.add_parser(
+    parser = command(
+        commands,
         "plugins",
         help="list the training scenarios and the plugins that failed to load",
         description=f"List built-in scenarios and those installed through the entry-point "

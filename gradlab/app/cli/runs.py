@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gradlab.app.cli.command import command
 from gradlab.core.errors import GradLabError
 from gradlab.train.records import to_csv, to_json
 from gradlab.train.store import ENV_HOME, RunStore
@@ -15,7 +16,8 @@ from gradlab.train.store import ENV_HOME, RunStore
 
 def add_parser(commands: Any) -> None:
     """Register ``gradlab runs`` with its actions ``list``, ``export`` and ``delete``."""
-    parser = commands.add_parser(
+    parser = command(
+        commands,
         "runs",
         help="list, export and delete stored training runs",
         description=f"The runs kept in the run store (${ENV_HOME}/runs.sqlite, by default in "

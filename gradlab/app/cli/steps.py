@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gradlab.app.cli.command import command, sources
 from gradlab.app.cli.export import program_graph
 from gradlab.app.targets import run_target, trace_target
 from gradlab.render.steps import step_lines
@@ -21,18 +22,16 @@ EPILOG = """examples:
 
 def add_parser(commands: Any) -> None:
     """Register ``gradlab steps``."""
-    parser = commands.add_parser(
+    parser = command(
+        commands,
         "steps",
         help="print each step of backward() with the gradients it received and sent",
         description="Run a program (or your function) and its backward pass, then print every "
         "step the autograd engine ran, in its order: the gradient that arrived at each op "
         "(summed where paths meet), what it sent to each input, and what each .grad became.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("target", nargs="?", help="path/to/file.py:function to call and trace")
-    source.add_argument("--expr", metavar="PROGRAM", help="a tensor program, as in the app")
+    sources(parser, "path/to/file.py:function to call and trace")
     parser.set_defaults(run=run)
 
 
