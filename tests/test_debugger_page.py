@@ -8,7 +8,7 @@ import pytest
 
 from gradlab.app.share import pack, unpack
 from gradlab.diagnose.gallery import CASES, get
-from gradlab.isolation.trusted import TRUSTED_ENV
+from gradlab.isolation.trusted import EXAMPLE, TRUSTED_ENV
 from tests.conftest import ROOT, app_test, screenshot, wait_for_app
 from tests.viewer_app import viewer_data
 
@@ -124,26 +124,11 @@ def test_program_and_code_modes_are_kept_in_the_link() -> None:
     assert unpack(pasted.query_params["code"]) == code
 
 
-DETACHED = """\
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(4, 8)
-        self.out = nn.Linear(8, 1)
-
-    def forward(self, x):
-        print("forward ran")
-        return self.out(torch.relu(self.hidden(x)).detach())
-
-
-model = Net()
-x = torch.randn(16, 4)
-loss = lambda out: out.pow(2).mean()
-"""
+# The code box's example with the hidden layer cut off from backward.
+DETACHED = EXAMPLE.replace(
+    "        return self.out(torch.relu(self.hidden(x)))",
+    '        print("forward ran")\n        return self.out(torch.relu(self.hidden(x)).detach())',
+)
 
 
 def test_pasted_code_is_refused_without_trusted_mode(monkeypatch: pytest.MonkeyPatch) -> None:

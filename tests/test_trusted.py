@@ -15,28 +15,12 @@ from gradlab.core.errors import GradLabError
 from gradlab.isolation.trusted import EXAMPLE, TRUSTED_ENV, Limits, run_code, start, trusted_enabled
 
 LOCAL = "127.0.0.1"
-SEEDED = """\
-import torch
-from torch import nn
-
-torch.manual_seed(0)
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(4, 8)
-        self.out = nn.Linear(8, 1)
-
-    def forward(self, x):
-        return self.out(torch.tanh(self.hidden(x)))
-
-
-model = Net()
-x = torch.randn(16, 4)
-loss = lambda out: out.pow(2).mean()
-print("built", sum(p.numel() for p in model.parameters()), "parameters")
-"""
+# The code box's example, seeded, with tanh, and a line of its own output.
+SEEDED = (
+    EXAMPLE.replace("from torch import nn\n", "from torch import nn\n\ntorch.manual_seed(0)\n")
+    .replace("torch.relu(", "torch.tanh(")
+    + 'print("built", sum(p.numel() for p in model.parameters()), "parameters")\n'
+)
 
 
 @pytest.fixture
