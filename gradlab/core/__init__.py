@@ -5,7 +5,9 @@ Everything else reads what this package writes. :func:`trace` walks a root's
 model, described in :mod:`gradlab.core.graph`); :func:`record` keeps forward
 values and module paths while a model runs; :func:`backward` runs the real
 ``backward()`` and writes each node's gradient and engine step onto the graph.
-The rest summarises tensors, groups nodes by module, and measures memory.
+The rest summarises tensors, groups nodes by module, and measures memory;
+:mod:`gradlab.core.walk` is the one walk of a live graph, and
+:mod:`gradlab.core.hooks` owns the process-wide module hooks.
 Nothing here imports another GradLab package.
 """
 
@@ -26,7 +28,8 @@ from gradlab.core.graph import (
 from gradlab.core.memory import ModelRun, inspect_model
 from gradlab.core.record import Recording, record
 from gradlab.core.summary import summarize, summarize_many
-from gradlab.core.trace import trace, walk
+from gradlab.core.trace import trace
+from gradlab.core.walk import walk
 
 __all__ = [
     "ACCUMULATE_GRAD",

@@ -17,9 +17,18 @@ import torch
 
 from gradlab.core._gc import paused_gc
 from gradlab.core.errors import TraceError
-from gradlab.core.graph import EdgeAttrs, Graph, NodeAttrs, TensorSummary
+from gradlab.core.graph import (
+    ACCUMULATE_GRAD,
+    EdgeAttrs,
+    Graph,
+    NodeAttrs,
+    TensorSummary,
+    node_dicts,
+    pred_dicts,
+    succ_dicts,
+)
 from gradlab.core.summary import summarize_many
-from gradlab.core.trace import Node, walk
+from gradlab.core.walk import Node, walk
 
 # One hook call: (node index, gradients sent per input slot, gradients received per output).
 _Call = tuple[int, Sequence[torch.Tensor | None], Sequence[torch.Tensor | None]]
@@ -116,19 +125,17 @@ def _align(root: torch.Tensor, G: Graph) -> _Plan:
     The root's op is found by its autograd sequence number. When ``G`` was
     traced from this root alone the walk orders agree and ids go by position;
     otherwise the live graph and ``G`` are walked in step, slot by slot. Either
-    way every op name is checked. Reads networkx's adjacency dicts directly
-    (``G._node``, ``G._succ``, ``G._pred``): the attribute dicts written to are
-    the graph's own.
+    way every op name is checked. Reads the graph's own dicts
+    (:func:`gradlab.core.graph.node_dicts` and the adjacency): the attribute
+    dicts written to are the graph's own.
     """
     fn0 = root.grad_fn
     start, out = _root_op(G, fn0, root.output_nr)
     fns, edges = walk([fn0])
-    node_attrs: dict[str, NodeAttrs] = G._node
-    succ: dict[str, dict[str, dict[int, EdgeAttrs]]] = G._succ
+    node_attrs, succ, pred = node_dicts(G), succ_dicts(G), pred_dicts(G)
     if start == "fn0" and len(G.graph["roots"]) == 1:
         ids = [f"fn{i}" for i in range(len(fns))]
     else:
-        pred: dict[str, dict[str, dict[int, EdgeAttrs]]] = G._pred
         producer = {
             (v, key): u
             for v, sources in pred.items()
@@ -150,8 +157,8 @@ def _align(root: torch.Tensor, G: Graph) -> _Plan:
         nodes.append(attrs)
     leaves, fresh = {}, set()
     for i, fn in enumerate(fns):
-        if type(fn).__name__ == "AccumulateGrad":
-            (leaf,) = G._pred[ids[i]]
+        if type(fn).__name__ == ACCUMULATE_GRAD:
+            (leaf,) = pred[ids[i]]
             leaves[i] = (succ[leaf][ids[i]][0], node_attrs[leaf])
             variable = fn.variable
             if variable.grad is None and not variable._post_accumulate_grad_hooks:

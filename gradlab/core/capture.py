@@ -41,10 +41,10 @@ from torch import nn
 from torch.autograd.graph import GradientEdge
 
 from gradlab.core.errors import GradLabError
-from gradlab.core.trace import Node, walk
+from gradlab.core.graph import ACCUMULATE_GRAD
+from gradlab.core.walk import Node, leaf_tensors, walk
 
 CaptureMode = Literal["edges", "hooks"]
-_ACCUMULATE = "AccumulateGrad"
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def capture_backward(
             "first (loss.mean() or loss.sum())."
         )
     fns, _ = walk([loss.grad_fn])
-    leaves = [fn.variable for fn in fns if type(fn).__name__ == _ACCUMULATE]
+    leaves = leaf_tensors(fns)
     if mode == "edges" and any(v._post_accumulate_grad_hooks for v in leaves):
         mode = "hooks"  # those hooks run only inside a real backward()
     arrived = _run_hooked(loss, fns) if mode == "hooks" else _run_edges(loss, fns)
@@ -132,12 +132,12 @@ def capture_backward(
 def _run_edges(loss: torch.Tensor, fns: Sequence[Node]) -> list[torch.Tensor | None]:
     """One ``autograd.grad`` over an edge per node, then ``AccumulateGrad``'s own rule."""
     inputs: list[Any] = [
-        fn.variable if type(fn).__name__ == _ACCUMULATE else GradientEdge(fn, 0) for fn in fns
+        fn.variable if type(fn).__name__ == ACCUMULATE_GRAD else GradientEdge(fn, 0) for fn in fns
     ]
     grads: list[torch.Tensor | None] = list(torch.autograd.grad(loss, inputs, allow_unused=True))
     with torch.no_grad():
         for fn, g in zip(fns, grads, strict=True):
-            if g is not None and type(fn).__name__ == _ACCUMULATE:
+            if g is not None and type(fn).__name__ == ACCUMULATE_GRAD:
                 _accumulate(fn.variable, g)
     return grads
 

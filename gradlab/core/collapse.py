@@ -37,7 +37,17 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from gradlab.core.graph import EdgeAttrs, Graph, NodeAttrs, assemble, edge_dicts
+from gradlab.core.graph import (
+    ACCUMULATE_GRAD,
+    EdgeAttrs,
+    Graph,
+    NodeAttrs,
+    assemble,
+    edge_dicts,
+    node_dicts,
+    pred_dicts,
+    succ_dicts,
+)
 
 #: Prefix of the ids of module nodes: ``"m_fc1"``, ``"m_relu#2"``, ``"m_layers.0-31"``
 #: (no colon: DOT reads ``a:b`` as node ``a``, port ``b``).
@@ -289,14 +299,14 @@ class _View:
         no gradient, so autograd records fewer ops in it, yet it is the same block.
         """
         name, a, b = item
-        nodes = self.G._node
+        nodes = node_dicts(self.G)
         if name is None:
             attrs = nodes[self.timeline[a][0]]
             return ("op", attrs.get("op"), _shape(attrs))
         if (*path, name) in self.opened:
             return ("open", index)  # an expanded module splits any fold around it
         k = len(path) + 1
-        pred = self.G._pred
+        pred = pred_dicts(self.G)
         modules: set[tuple[Path, object]] = set()
         params: list[tuple[Path, tuple[int, ...] | None]] = []
         for t in range(a, b):
@@ -305,7 +315,7 @@ class _View:
             params += [
                 (parts[k:], _shape(nodes[u]))
                 for u in pred[n]
-                if nodes[u].get("op") == "AccumulateGrad"
+                if nodes[u].get("op") == ACCUMULATE_GRAD
             ]
         exit_shape = _shape(nodes[self.timeline[b - 1][0]])
         return (frozenset(modules), tuple(sorted(params, key=repr)), exit_shape)
@@ -376,14 +386,15 @@ def _attach_sources(G: Graph, group: dict[str, str]) -> None:
     rest = [n for n in G if n not in group]
     # AccumulateGrad before leaves: a leaf follows its AccumulateGrad.
     rest.sort(key=lambda n: G.nodes[n]["kind"] != "op")
+    succ, pred = succ_dicts(G), pred_dicts(G)
     for n in rest:
         kind = G.nodes[n]["kind"]
         # A source (a leaf, a saved tensor, an op fed only by leaves such as AccumulateGrad)
         # can join any group without closing a cycle.
         source = kind in ("leaf", "saved") or (
-            kind == "op" and all(G.nodes[u]["kind"] in ("leaf", "saved") for u in G._pred[n])
+            kind == "op" and all(G.nodes[u]["kind"] in ("leaf", "saved") for u in pred[n])
         )
-        users = {group.get(v) for v in G._succ[n]} if source else set()
+        users = {group.get(v) for v in succ[n]} if source else set()
         only = next(iter(users)) if len(users) == 1 else None
         group[n] = only if only is not None and only.startswith(PREFIX) else n
 
@@ -465,7 +476,7 @@ def _merged_edges(
 def _group_attrs(
     G: Graph, g: _Group, members: list[str], exit_op: str, types: dict[str, str]
 ) -> NodeAttrs:
-    nodes = G._node
+    nodes = node_dicts(G)
     exit_attrs = nodes[exit_op]
     parent = ".".join(g.parent)
     attrs: NodeAttrs = {

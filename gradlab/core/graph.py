@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import types
 import typing
+from collections.abc import Collection, Iterable
 from typing import Literal, TypeAlias, TypedDict
 
 import networkx as nx
@@ -172,8 +173,8 @@ def engine_order(G: Graph) -> list[str]:
 
 
 def assemble(
-    nodes: list[tuple[str, NodeAttrs]],
-    edges: list[tuple[str, str, int, EdgeAttrs]],
+    nodes: Collection[tuple[str, NodeAttrs]],
+    edges: Iterable[tuple[str, str, int, EdgeAttrs]],
     **graph_attrs: object,
 ) -> Graph:
     """Build a ``MultiDiGraph`` from node and ``(u, v, key, attrs)`` edge lists.
@@ -184,6 +185,13 @@ def assemble(
     pair. It fills networkx's documented adjacency structure (dict of dicts of
     key dicts, the key dict shared between successors and predecessors); a
     test compares the result with networkx's own construction.
+
+    Examples
+    --------
+    >>> G = assemble([("a", {"kind": "leaf", "label": "a"}), ("b", {"kind": "op", "label": "b"})],
+    ...              [("a", "b", 0, {"kind": "flow", "slot": 0})], roots=["b"])
+    >>> list(G.edges(keys=True, data="slot")), G.graph["roots"]
+    ([('a', 'b', 0, 0)], ['b'])
     """
     G = nx.MultiDiGraph(**graph_attrs)
     succ: dict[str, dict[str, dict[int, EdgeAttrs]]] = {n: {} for n, _ in nodes}
@@ -199,6 +207,55 @@ def assemble(
     return G
 
 
+# Fast reads of a graph's own dicts, for code that touches every node or edge. They
+# are networkx's documented adjacency structure, reached here and nowhere else; read
+# them, and write only into the attribute dicts (as ``G.nodes[n][key] = value`` does).
+Adjacency: TypeAlias = dict[str, dict[str, dict[int, EdgeAttrs]]]  # u -> v -> key -> attrs
+
+
+def node_dicts(G: Graph) -> dict[str, NodeAttrs]:
+    """``n -> attribute dict`` for every node, the graph's own dicts: ``G.nodes[n]``
+    without the view.
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> x = torch.ones(2, requires_grad=True)
+    >>> G = gradlab.trace((x * 3).sum())
+    >>> node_dicts(G)["fn1"] is G.nodes["fn1"]
+    True
+    """
+    nodes: dict[str, NodeAttrs] = G._node
+    return nodes
+
+
+def succ_dicts(G: Graph) -> Adjacency:
+    """``u -> v -> key -> attribute dict``, the graph's own: ``G.succ`` without the views.
+
+    ``succ_dicts(G)[u]`` holds the successors of ``u``; the attribute dicts are
+    the edges' own, so a value written into one is the edge's attribute.
+
+    Examples
+    --------
+    >>> import torch, gradlab
+    >>> x = torch.ones(2, requires_grad=True)
+    >>> G = gradlab.trace((x * 3).sum())
+    >>> list(succ_dicts(G)["fn1"]), succ_dicts(G)["fn1"]["fn0"][0] is G.edges["fn1", "fn0", 0]
+    (['fn0'], True)
+    """
+    succ: Adjacency = G._succ
+    return succ
+
+
+def pred_dicts(G: Graph) -> Adjacency:
+    """``v -> u -> key -> attribute dict``, the graph's own: ``G.pred`` without the views.
+
+    The key dicts are the same objects as in :func:`succ_dicts`.
+    """
+    pred: Adjacency = G._pred
+    return pred
+
+
 def edge_dicts(G: Graph) -> dict[tuple[str, str, int], EdgeAttrs]:
     """``(u, v, key) -> attribute dict`` for every edge, the graph's own dicts.
 
@@ -207,7 +264,7 @@ def edge_dicts(G: Graph) -> dict[tuple[str, str, int], EdgeAttrs]:
     """
     return {
         (u, v, key): attrs
-        for u, targets in G._succ.items()
+        for u, targets in succ_dicts(G).items()
         for v, keys in targets.items()
         for key, attrs in keys.items()
     }

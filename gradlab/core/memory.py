@@ -32,7 +32,8 @@ from gradlab.core.graph import Graph
 from gradlab.core.record import record
 from gradlab.core.summary import dtype_name
 from gradlab.core.trace import saved_tensors as node_saved_tensors
-from gradlab.core.trace import trace, walk
+from gradlab.core.trace import trace
+from gradlab.core.walk import walk
 
 #: What holds a saved tensor's memory besides the graph: a parameter is kept by the model,
 #: an input by the caller; an activation lives only as long as the graph does.

@@ -1,8 +1,8 @@
 """Walk a tensor's ``grad_fn`` graph into a networkx graph of facts.
 
-The walk is iterative (a 100,000-node chain is fine) and visits
-``next_functions`` in slot order, so the same program always gives the same
-node ids. The live autograd objects stay inside this module and
+The walk (:mod:`gradlab.core.walk`) is iterative (a 100,000-node chain is
+fine) and visits ``next_functions`` in slot order, so the same program always
+gives the same node ids. The live autograd objects stay inside this module and
 :mod:`gradlab.backward`; the graph gets only facts (see :mod:`gradlab.core.graph`).
 """
 
@@ -13,16 +13,15 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import networkx as nx
 import torch
 
 from gradlab.core._gc import paused_gc
 from gradlab.core.errors import TraceError, nested_tensor_error
-from gradlab.core.graph import Arg, EdgeAttrs, Graph, NodeAttrs
+from gradlab.core.graph import ACCUMULATE_GRAD, Arg, EdgeAttrs, Graph, NodeAttrs, assemble
 from gradlab.core.record import RECORD_KEY, _Entry
 from gradlab.core.summary import dtype_name, summarize_many
-
-Node = Any  # torch.autograd.graph.Node; its C++ subclasses are not visible to typing
+from gradlab.core.walk import Node as Node
+from gradlab.core.walk import walk as walk
 
 _FREED = "saved tensors were freed"
 
@@ -88,38 +87,6 @@ def trace(
         if show_saved:
             builder.add_saved(fns)
         return builder.finish()
-
-
-def walk(starts: Sequence[Node]) -> tuple[list[Node], list[tuple[int, int, int, int]]]:
-    """Every autograd Node reachable from ``starts``, and the edges between them.
-
-    Returns the nodes in discovery order and the edges as
-    ``(child index, parent index, slot, output_nr)``: the parent's backward
-    sends a gradient for input ``slot`` to output ``output_nr`` of the child.
-    Iterative, so deep graphs cannot hit the recursion limit.
-    """
-    index: dict[Node, int] = {}
-    order: list[Node] = []
-    edges: list[tuple[int, int, int, int]] = []
-    stack: list[Node] = []
-    for fn in starts:
-        if fn not in index:
-            index[fn] = len(order)
-            order.append(fn)
-            stack.append(fn)
-    while stack:
-        fn = stack.pop()
-        i = index[fn]
-        for slot, (child, output) in enumerate(fn.next_functions):
-            if child is None:
-                continue
-            j = index.get(child)
-            if j is None:
-                j = index[child] = len(order)
-                order.append(child)
-                stack.append(child)
-            edges.append((j, i, slot, output))
-    return order, edges
 
 
 def op_name(fn: Node) -> str:
@@ -328,10 +295,10 @@ class _Names:
 
 
 class _Builder:
-    """Collects node facts and networkx's adjacency from one walk of the graph.
+    """Collects node facts and edges from one walk of the graph.
 
-    The adjacency is built in networkx's own layout (see :func:`gradlab.core.graph.assemble`)
-    and the summaries are made in one batch at the end.
+    The summaries are made in one batch at the end, and the graph is made by
+    :func:`gradlab.core.graph.assemble` (nodes and edges in the order found).
     """
 
     def __init__(self, names: _Names, values: bool, histograms: bool) -> None:
@@ -340,9 +307,8 @@ class _Builder:
         self.values = values
         self.histograms = histograms
         self.nodes: dict[str, NodeAttrs] = {}
-        # u -> v -> key -> edge attributes; the key is the consumer's input slot.
-        self.succ: dict[str, dict[str, dict[int, EdgeAttrs]]] = {}
-        self.pred: dict[str, dict[str, dict[int, EdgeAttrs]]] = {}
+        # (u, v, key, attributes) in the order found; the key is the consumer's input slot
+        self.edges: list[tuple[str, str, int, EdgeAttrs]] = []
         self.pending: list[tuple[NodeAttrs, str, torch.Tensor]] = []  # attrs[key] = summary
         self.ids: dict[Node, str] = {}  # autograd Node -> op node id
         self.leaf_of: dict[int, str] = {}  # id(leaf tensor) -> leaf node id
@@ -355,24 +321,21 @@ class _Builder:
         """
         fns, edges = walk(starts)
         ids = [f"fn{i}" for i in range(len(fns))]
-        succ, pred, add = self.succ, self.pred, self._add_op
+        add = self._add_op
         self.ids.update(zip(fns, ids, strict=True))
         for fn, n in zip(fns, ids, strict=True):
-            succ[n], pred[n] = {}, {}
             add(fn, n)
-        for c, p, slot, output in edges:
-            u, v = ids[c], ids[p]
-            keys = pred[v].get(u)
-            if keys is None:
-                keys = pred[v][u] = succ[u][v] = {}
-            keys[slot] = {"kind": "flow", "slot": slot, "output": output}
+        self.edges += [
+            (ids[c], ids[p], slot, {"kind": "flow", "slot": slot, "output": output})
+            for c, p, slot, output in edges
+        ]
         return fns
 
     def _add_op(self, fn: Node, n: str) -> None:
         """The facts of one op node (a tight path: this runs once per autograd Node)."""
         op = type(fn).__name__
         attrs: NodeAttrs
-        if op == "AccumulateGrad":
+        if op == ACCUMULATE_GRAD:
             # Its facts are its leaf's, which the tensor gives faster than the metadata.
             leaf, facts = self._add_leaf(fn.variable, n)
             attrs = {
@@ -456,19 +419,9 @@ class _Builder:
             self.pending.append((attrs, "value", t))
             if t.grad is not None:
                 self.pending.append((attrs, "grad", t.grad))
-        if consumer is None:
-            self.succ[n], self.pred[n] = {}, {}
-        else:
-            keys: dict[int, EdgeAttrs] = {0: {"kind": "flow", "slot": 0, "output": 0}}
-            self.succ[n], self.pred[n] = {consumer: keys}, {}
-            self.pred[consumer][n] = keys
+        if consumer is not None:
+            self.edges.append((n, consumer, 0, {"kind": "flow", "slot": 0, "output": 0}))
         return n, attrs
-
-    def _edge(self, u: str, v: str, key: int, attrs: EdgeAttrs) -> None:
-        keys = self.succ[u].get(v)
-        if keys is None:
-            keys = self.succ[u][v] = self.pred[v][u] = {}
-        keys[key] = attrs
 
     def add_roots(self, roots: Sequence[torch.Tensor]) -> None:
         seen: dict[int, str] = {}
@@ -490,7 +443,6 @@ class _Builder:
                 **_tensor_facts(root),
             }
             self.nodes[n] = attrs
-            self.succ[n], self.pred[n] = {}, {}
             if self.values:
                 self.pending.append((attrs, "value", root))
             if fn is not None:
@@ -500,7 +452,7 @@ class _Builder:
                 if not producer:
                     producer, facts = self._add_leaf(root, None)
                     self.nodes[producer] = facts
-            self._edge(producer, n, 0, {"kind": "flow", "slot": 0, "output": output})
+            self.edges.append((producer, n, 0, {"kind": "flow", "slot": 0, "output": output}))
 
     def add_saved(self, fns: Sequence[Node]) -> None:
         count = 0
@@ -517,22 +469,16 @@ class _Builder:
                     **_tensor_facts(t),
                 }
                 self.nodes[n] = attrs
-                self.succ[n], self.pred[n] = {}, {}
                 if self.values:
                     self.pending.append((attrs, "value", t))
-                self._edge(n, consumer, slot, {"kind": "saved", "slot": slot, "output": 0})
+                self.edges.append((n, consumer, slot, {"kind": "saved", "slot": slot, "output": 0}))
             self.nodes[consumer]["saved_bytes"] = total
 
     def finish(self) -> Graph:
         summaries = summarize_many([t for _, _, t in self.pending], self.histograms)
         for (attrs, key, _), summary in zip(self.pending, summaries, strict=True):
             attrs[key] = summary  # type: ignore[literal-required]
-        # networkx's documented adjacency, as gradlab.core.graph.assemble fills it
-        G = nx.MultiDiGraph(roots=self.roots)
-        G._node.update(self.nodes)
-        G._succ.update(self.succ)  # G._adj is G._succ
-        G._pred.update(self.pred)
-        return G
+        return assemble(self.nodes.items(), self.edges, roots=self.roots)
 
 
 def _op_facts(fn: Node, op: str) -> NodeAttrs:
