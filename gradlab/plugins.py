@@ -11,34 +11,37 @@ every hook; a plugin never registers one. A package publishes scenarios
 through the entry-point group ``gradlab.plugins``; :func:`discover` finds
 them, with the built-ins.
 
-The definitions live in :mod:`gradlab.train.scenario` and
-:mod:`gradlab.train.params`; this module is the door plugins use (the
-built-in ones too).
+The contract is :mod:`gradlab.train.scenario`, one file (with the typed
+parameters of :mod:`gradlab.train.params`); discovery is
+:mod:`gradlab.train.discover`. This module is the door plugins use (the
+built-in ones too): :class:`StepContext` is a Protocol, what a step may use.
 """
 
-from gradlab.train.loop import StepContext
-from gradlab.train.scenario import (
+from gradlab.train.discover import (
     ENTRY_POINT_GROUP,
     ENV_DISABLE_AUTOLOAD,
     ENV_PLUGINS,
+    LoadError,
+    Plugins,
+    discover,
+)
+from gradlab.train.scenario import (
     PROCESSES,
     Batch,
     BoolParam,
     ChoiceParam,
     FloatParam,
     IntParam,
-    LoadError,
     Param,
     ParamValue,
     Parts,
     Picture,
     PluginError,
-    Plugins,
     Scenario,
     Setup,
+    StepContext,
     check_scenario,
     describe_params,
-    discover,
     flag,
     to_flags,
 )

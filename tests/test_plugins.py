@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -10,7 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
+import gradlab.plugins
+import gradlab.train
 from gradlab.plugins import (
     ChoiceParam,
     FloatParam,
@@ -18,6 +23,8 @@ from gradlab.plugins import (
     Parts,
     PluginError,
     Scenario,
+    Setup,
+    StepContext,
     check_scenario,
     discover,
 )
@@ -241,3 +248,49 @@ def test_the_wheel_carries_the_builtins_as_gradlab_plugins(tmp_path: Path) -> No
     where, names, source, errors = json.loads(out.stdout)
     assert where.startswith(str(site))  # the wheel's copy, not the checkout
     assert set(names) == BUILTINS and source == "built-in ddp.py" and errors == []
+
+
+def test_the_contract_is_one_file_that_imports_nothing_of_the_loop() -> None:
+    """gradlab/train/scenario.py holds the whole contract; the door re-exports it."""
+    from gradlab.train import scenario
+
+    tree = ast.parse(Path(scenario.__file__).read_text())
+    ours = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gradlab")
+    }
+    assert ours == {"gradlab.train.params"}
+    for name in ("Scenario", "Parts", "Setup", "Picture", "StepContext", "IntParam", "BoolParam"):
+        assert getattr(gradlab.plugins, name) is getattr(scenario, name), name
+    assert gradlab.plugins.StepContext is gradlab.train.StepContext
+
+
+def test_a_step_gets_everything_the_step_context_names() -> None:
+    members = {n for n in vars(StepContext) if not n.startswith("_")}
+    assert members == {
+        "parts", "device", "step", "captured", "samples", "batch", "loss", "backward", "log",
+    }  # fmt: skip
+    seen: dict[str, object] = {}
+
+    def build(setup: Setup) -> Parts:
+        model = nn.Linear(1, 1).to(setup.device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(ctx: StepContext) -> torch.Tensor:
+            loss = ctx.loss(ctx.batch())
+            ctx.backward(loss)
+            ctx.log("twice", 2 * loss)
+            optimizer.step()
+            seen.update((n, getattr(ctx, n)) for n in members)
+            return loss
+
+        x = torch.ones(4, 1)
+        return Parts(model, [(x, 2 * x)], nn.MSELoss(), optimizer, step=step)
+
+    probe = Scenario("ctx_probe", "Probe", "", build, steps=1)
+    (record,) = train(probe, steps=1, every=1).records
+    assert (seen["step"], seen["captured"], seen["samples"]) == (0, True, 4)
+    assert seen["device"] == torch.device("cpu") and isinstance(seen["parts"], Parts)
+    assert record.metrics["twice"] == pytest.approx(2 * record.loss)
+    assert record.nodes is not None  # ctx.backward went through the core's capture

@@ -1,8 +1,9 @@
 """Training: one loop that steps a scenario and captures its gradients.
 
 :mod:`gradlab.train.scenario` is the plugin contract (a :class:`Scenario`
-builds :class:`Parts` from a :class:`Setup`; its knobs are the params of
-:mod:`gradlab.train.params`); :mod:`gradlab.train.loop` steps it
+builds :class:`Parts` from a :class:`Setup`; its step may use a
+:class:`StepContext`; its knobs are the params of :mod:`gradlab.train.params`),
+:mod:`gradlab.train.discover` finds the scenarios; :mod:`gradlab.train.loop` steps one
 (:func:`train`, :class:`Trainer`), capturing per-node gradient norms through
 :mod:`gradlab.core`; :mod:`gradlab.train.background` runs it in a thread for
 the app, :mod:`gradlab.train.launch` under ``torchrun``; every step becomes a
@@ -13,7 +14,6 @@ script's door.
 """
 
 from gradlab.train.loop import (
-    StepContext,
     Trainer,
     TrainingError,
     TrainResult,
@@ -24,6 +24,7 @@ from gradlab.train.loop import (
     train,
 )
 from gradlab.train.records import RunConfig, RunInfo, StepRecord
+from gradlab.train.scenario import StepContext
 from gradlab.train.store import RunStore
 
 __all__ = [

@@ -46,8 +46,9 @@ from gradlab.core.errors import GradLabError
 from gradlab.core.graph import Graph
 from gradlab.core.record import record
 from gradlab.core.trace import trace
+from gradlab.train.discover import discover
 from gradlab.train.records import ParamStat, RunConfig, RunStatus, StepRecord
-from gradlab.train.scenario import Batch, Parts, Picture, Scenario, Setup, discover
+from gradlab.train.scenario import Batch, Parts, Picture, Scenario, Setup, StepContext
 from gradlab.train.store import RunStore
 
 MAX_STEPS = 1_000_000
@@ -108,8 +109,12 @@ def devices() -> list[str]:
     return ["cpu", *(f"cuda:{i}" for i in range(count))]
 
 
-class StepContext:
-    """What a step gets from the core: batches, the core's backward, a place for metrics."""
+class TrainerContext:
+    """The :class:`~gradlab.train.scenario.StepContext` a :class:`Trainer` gives each step.
+
+    Besides what the contract offers it keeps, for the trainer, the step's
+    capture and its logged metrics.
+    """
 
     def __init__(self, trainer: Trainer, step: int, captured: bool) -> None:
         self.parts = trainer.parts
@@ -149,7 +154,7 @@ class Trainer:
 
     Examples
     --------
-    >>> from gradlab.plugins import discover
+    >>> from gradlab.train.discover import discover
     >>> scenario = discover().get("linear_regression")
     >>> trainer = Trainer(scenario, configure(scenario, steps=3, every=2))
     >>> [(r.step, r.nodes is not None) for r in (trainer.step() for _ in range(3))]
@@ -243,7 +248,7 @@ class Trainer:
         """Run one step and return its record."""
         i = self.done
         every = self.config.every
-        ctx = StepContext(self, i, captured=every > 0 and i % every == 0)
+        ctx = TrainerContext(self, i, captured=every > 0 and i % every == 0)
         lr = float(self.parts.optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
         recording = ctx.captured and self.graph is None and self.want_graph
@@ -267,7 +272,7 @@ class Trainer:
         return StepRecord(i, loss_value, lr, seconds, ctx.samples, metrics, params, nodes)
 
     def _collect(
-        self, loss: object, ctx: StepContext
+        self, loss: object, ctx: TrainerContext
     ) -> tuple[dict[str, float], tuple[ParamStat, ...], NodeNorms | None, float]:
         """Loss, metrics, node norms and parameter statistics in one device-to-host transfer."""
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:

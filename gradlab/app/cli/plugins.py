@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from gradlab.app.cli.command import command
-from gradlab.train.scenario import ENTRY_POINT_GROUP, ENV_DISABLE_AUTOLOAD, ENV_PLUGINS, discover
+from gradlab.train.discover import ENTRY_POINT_GROUP, ENV_DISABLE_AUTOLOAD, ENV_PLUGINS, discover
 
 
 def add_parser(commands: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from gradlab.core.errors import GradLabError
+from gradlab.train.discover import discover
 from gradlab.train.records import RunInfo, StepRecord, to_json
 from gradlab.train.scenario import (
     BoolParam,
@@ -18,7 +19,6 @@ from gradlab.train.scenario import (
     Param,
     Scenario,
     describe_params,
-    discover,
     flag,
 )
 from gradlab.train.store import RunStore
