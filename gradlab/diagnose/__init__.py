@@ -24,9 +24,9 @@ from gradlab.diagnose import gradcheck as _gradcheck
 from gradlab.diagnose import gradients, lessons, loop, nonfinite, scale, shapes
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.finding import FAMILY, Finding, Kind, Severity, by_severity, worst
-from gradlab.diagnose.gradcheck import Agreement
 from gradlab.diagnose.look import look_callable, look_graph, look_model, look_program
-from gradlab.diagnose.loop import LoopWatch, Step
+from gradlab.diagnose.loop import LoopWatch
+from gradlab.diagnose.measures import Agreement, OptimizerStep
 from gradlab.diagnose.scale import Layer
 from gradlab.zoo.presets import Case
 
@@ -37,6 +37,7 @@ __all__ = [
     "Kind",
     "Layer",
     "LoopWatch",
+    "OptimizerStep",
     "Report",
     "Severity",
     "Step",
@@ -47,6 +48,9 @@ __all__ = [
     "worst",
 ]
 
+#: The old name of :class:`OptimizerStep`, kept for code that imports it.
+Step = OptimizerStep
+
 
 @dataclass(frozen=True)
 class Report:
@@ -56,7 +60,7 @@ class Report:
     graph: Graph | None = None
     layers: tuple[Layer, ...] = ()  # gradient RMS along the depth, input side first
     agreements: tuple[Agreement, ...] = ()  # the gradient check, when asked for
-    steps: tuple[Step, ...] = ()  # optimizer steps the code made
+    steps: tuple[OptimizerStep, ...] = ()  # optimizer steps the code made
 
 
 def diagnose(

@@ -9,17 +9,14 @@ names live autograd objects by the ids :func:`gradlab.trace` gives them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from gradlab.core.graph import Graph
 from gradlab.core.trace import Node
+from gradlab.diagnose.measures import OptimizerStep
 from gradlab.diagnose.observe import Call, ModuleCall
-
-if TYPE_CHECKING:
-    from gradlab.diagnose.loop import Step
 
 ACCUMULATE = "AccumulateGrad"
 
@@ -116,7 +113,7 @@ class Evidence:
     warnings: list[str] = field(default_factory=list)
     graph: Graph | None = None  # a facts graph, with backward when it ran
     backward_ran: bool = False
-    steps: list[Step] = field(default_factory=list)  # optimizer steps the code made
+    steps: list[OptimizerStep] = field(default_factory=list)  # optimizer steps the code made
     optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
 
     def grads(self) -> dict[str, torch.Tensor]:

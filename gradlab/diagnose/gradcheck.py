@@ -13,31 +13,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from gradlab.diagnose.finding import Finding
+from gradlab.diagnose.measures import Agreement
 
 EPS, ATOL, RTOL = 1e-6, 1e-5, 1e-3
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """How well autograd and finite differences agree for one leaf."""
-
-    name: str
-    node: str | None  # the leaf's id in the graph of the diagnosed loss
-    checked: int  # entries compared
-    worst: float  # max |autograd - numeric| / (atol + rtol * |numeric|): at most 1 agrees
-    autograd: float  # at the worst entry
-    numeric: float
-
-    @property
-    def ok(self) -> bool:
-        """Whether every compared entry agreed."""
-        return self.worst <= 1.0
 
 
 def check(

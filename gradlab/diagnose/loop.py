@@ -20,7 +20,6 @@ import itertools
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,22 +30,12 @@ from torch.optim.optimizer import (
 
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
+from gradlab.diagnose.measures import OptimizerStep
 from gradlab.diagnose.observe import Call, CallWatch
 
 MIN_STEPS = 4
 GROWTH = 3.0  # last gradient norm over the first, growing at every step
 DIVERGE = 10.0  # last loss over the first
-
-
-@dataclass(frozen=True)
-class Step:
-    """One optimizer step, as seen from outside."""
-
-    loss: float | None  # the loss backward() last ran from, before this step
-    grad_norm: float  # of the gradients the optimizer held
-    moved: float  # norm of the change the step made to its parameters
-    lr: float | None
-    zeroed: bool | None = None  # gradients reset since the last step (None: not known)
 
 
 _local = threading.local()
@@ -82,7 +71,7 @@ class LoopWatch:
     """Record every optimizer step this thread makes inside the ``with`` block."""
 
     def __init__(self, calls: CallWatch | None = None) -> None:
-        self.steps: list[Step] = []
+        self.steps: list[OptimizerStep] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         self._calls = calls
         self._seen = 0  # calls already read for backward()
@@ -127,7 +116,7 @@ class LoopWatch:
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         self._before = []
         rate = float(lr) if lr is not None else None
-        self.steps.append(Step(self._loss, self._grad, moved, rate, self._zeroed))
+        self.steps.append(OptimizerStep(self._loss, self._grad, moved, rate, self._zeroed))
 
     def _since_last_step(self) -> tuple[float | None, bool | None]:
         """The loss backward() last ran from, and whether gradients were reset meanwhile.
@@ -163,14 +152,14 @@ def _resets(call: Call) -> bool:
     return call.name == "__set__" and getattr(call.func, "__self__", None) is _GRAD
 
 
-def steps_of_run(records: Sequence[Any]) -> list[Step]:
+def steps_of_run(records: Sequence[Any]) -> list[OptimizerStep]:
     """Steps from a training run's :class:`gradlab.train.records.StepRecord` list.
 
     The gradient norm and the move are known on captured steps only (``nan``
     elsewhere); the move is the change of the parameters' norms, a lower bound.
     The trainer resets gradients itself, so ``zeroed`` is not known.
     """
-    steps: list[Step] = []
+    steps: list[OptimizerStep] = []
     before: dict[str, float] = {}
     for record in records:
         grads = [p.grad_norm for p in record.params if p.grad_norm is not None]
@@ -181,13 +170,13 @@ def steps_of_run(records: Sequence[Any]) -> list[Step]:
             if now and before else math.nan
         )  # fmt: skip
         before = now or before
-        steps.append(Step(float(record.loss), norm, moved, float(record.lr)))
+        steps.append(OptimizerStep(float(record.loss), norm, moved, float(record.lr)))
     return steps
 
 
 def find(ev: Evidence) -> list[Finding]:
     """Findings across the recorded steps; nothing for fewer than MIN_STEPS steps."""
-    steps: list[Step] = ev.steps
+    steps: list[OptimizerStep] = ev.steps
     if len(steps) < MIN_STEPS:
         return []
     outside = _outside_optimizer(ev)
@@ -260,7 +249,7 @@ def _zero_grad(grads: list[float], nodes: tuple[str, ...]) -> Finding:
     )  # fmt: skip
 
 
-def _diverges(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) -> Finding:
+def _diverges(steps: list[OptimizerStep], losses: list[float], nodes: tuple[str, ...]) -> Finding:
     lr = steps[0].lr
     shown = ", ".join(f"{v:.3g}" for v in losses[:5])
     severity: Severity = "warning" if math.isfinite(losses[-1]) else "error"
@@ -276,7 +265,7 @@ def _diverges(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) ->
     )  # fmt: skip
 
 
-def _flat(steps: list[Step], losses: list[float], nodes: tuple[str, ...]) -> Finding:
+def _flat(steps: list[OptimizerStep], losses: list[float], nodes: tuple[str, ...]) -> Finding:
     moved = max((s.moved for s in steps if math.isfinite(s.moved)), default=0.0)
     why = "the steps did not move the parameters" if moved == 0 else "the loss ignored the steps"
     return Finding(

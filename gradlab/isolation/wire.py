@@ -30,8 +30,7 @@ import networkx as nx
 from gradlab.core.memory import ModelRun, NodeMemory, ParamRow, SavedMemory, SavedTensor
 from gradlab.diagnose import Report
 from gradlab.diagnose.finding import Finding
-from gradlab.diagnose.gradcheck import Agreement
-from gradlab.diagnose.loop import Step
+from gradlab.diagnose.measures import Agreement, OptimizerStep
 from gradlab.diagnose.scale import Layer
 from gradlab.isolation.model_code import Reply
 from gradlab.program.run import Notice, ProgramError, ProgramResult, Variable
@@ -48,9 +47,9 @@ class WireError(ValueError):
 #: The record types a reply may hold, by name: GradLab's own frozen records, nothing else.
 _CLASSES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Report, Finding, Agreement, Layer, Step, Explanation, ModelRun, NodeMemory,
-                ParamRow, SavedMemory, SavedTensor, Notice, ProgramError, ProgramResult,
-                Variable, Reply)
+    for cls in (Report, Finding, Agreement, Layer, OptimizerStep, Explanation, ModelRun,
+                NodeMemory, ParamRow, SavedMemory, SavedTensor, Notice, ProgramError,
+                ProgramResult, Variable, Reply)
 }  # fmt: skip
 
 
