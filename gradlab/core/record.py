@@ -35,13 +35,12 @@ from typing import Any, cast
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
 
+from gradlab.core.hooks import GlobalHooks
+
 # Key of what the recorder keeps in grad_fn.metadata: the _Entry of output 0 when that
 # is the only output kept (almost every node), else {output_nr: _Entry}.
 RECORD_KEY = "gradlab"
 _local = threading.local()
-_hooks_lock = threading.Lock()
-_hooks: list[Any] = []
-_hook_users = 0
 
 
 @dataclass(slots=True)
@@ -92,7 +91,7 @@ def record() -> Iterator[Recording]:
         yield _local.recorder.recording
         return
     recorder = _Recorder(Recording())
-    _acquire_module_hooks()
+    _MODULE_HOOKS.acquire()
     _local.recorder = recorder
     try:
         with recorder:
@@ -100,7 +99,7 @@ def record() -> Iterator[Recording]:
     finally:
         recorder.flush()
         _local.recorder = None
-        _release_module_hooks()
+        _MODULE_HOOKS.release()
 
 
 def recorded(fn: Any, output: int = 0) -> _Entry | None:
@@ -338,28 +337,8 @@ def _leave_module(module: torch.nn.Module, args: Any, output: Any) -> None:
             stack.pop()
 
 
-def _acquire_module_hooks() -> None:
-    # Global module hooks slow every module call in the process, so they exist
-    # only while some thread records; each checks for a recorder of its own thread.
-    global _hook_users
-    with _hooks_lock:
-        if _hook_users == 0:
-            from torch.nn.modules import module as nn_module
-
-            _hooks.append(nn_module.register_module_forward_pre_hook(_enter_module))
-            _hooks.append(nn_module.register_module_forward_hook(_leave_module, always_call=True))
-            _hooks.append(_reshape_kernels())
-        _hook_users += 1
-
-
-def _release_module_hooks() -> None:
-    global _hook_users
-    with _hooks_lock:
-        _hook_users -= 1
-        if _hook_users == 0:
-            for handle in _hooks:
-                if isinstance(handle, torch.library.Library):
-                    handle._destroy()  # type: ignore[no-untyped-call]
-                else:
-                    handle.remove()
-            _hooks.clear()
+# Global module hooks slow every module call in the process, so they exist only
+# while some thread records; each checks for a recorder of its own thread.
+_MODULE_HOOKS = GlobalHooks(
+    forward_pre=_enter_module, forward=_leave_module, always_call=True, kernels=_reshape_kernels
+)

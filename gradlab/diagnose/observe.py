@@ -31,6 +31,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from gradlab.core.graph import Graph
+from gradlab.core.hooks import GlobalHooks
 
 
 @dataclass(slots=True)
@@ -241,9 +242,6 @@ def settle(calls: list[ModuleCall]) -> None:
 
 
 _local = threading.local()
-_hooks_lock = threading.Lock()
-_hooks: list[Any] = []
-_users = 0
 
 
 @dataclass
@@ -263,14 +261,14 @@ class ModuleWatch:
         self._layers: dict[nn.Module, bool] = {}  # whether a module has parameters of its own
 
     def __enter__(self) -> ModuleWatch:
-        _acquire_hooks()
+        _MODULE_HOOKS.acquire()
         self._outer = getattr(_local, "watch", None)
         _local.watch = self
         return self
 
     def __exit__(self, *exc: object) -> None:
         _local.watch = self._outer
-        _release_hooks()
+        _MODULE_HOOKS.release()
 
     def record(self, module: nn.Module, output: Any, source: int = 0) -> None:
         """Keep one finished call of a layer (called by the global hook)."""
@@ -301,27 +299,9 @@ def _on_module_done(module: nn.Module, args: Any, output: Any) -> None:
         watch.record(module, output, id(first) if first is not None else 0)
 
 
-def _acquire_hooks() -> None:
-    # A global hook slows every module call in the process, so it exists only
-    # while some thread watches; it checks for a watch of its own thread.
-    global _users
-    with _hooks_lock:
-        if _users == 0:
-            from torch.nn.modules import module as nn_module
-
-            _hooks.append(nn_module.register_module_forward_hook(_on_module_done))
-            _hooks.append(nn_module.register_module_parameter_registration_hook(_on_parameter))
-        _users += 1
-
-
-def _release_hooks() -> None:
-    global _users
-    with _hooks_lock:
-        _users -= 1
-        if _users == 0:
-            for handle in _hooks:
-                handle.remove()
-            _hooks.clear()
+# A global hook slows every module call in the process, so these exist only while
+# some thread watches; each checks for a watch of its own thread.
+_MODULE_HOOKS = GlobalHooks(forward=_on_module_done, parameter=_on_parameter)
 
 
 def watch_layers(
