@@ -28,6 +28,7 @@ from gradlab.diagnose.look import look_callable, look_graph, look_model, look_pr
 from gradlab.diagnose.loop import LoopWatch
 from gradlab.diagnose.measures import Agreement, OptimizerStep
 from gradlab.diagnose.scale import Layer
+from gradlab.train.records import StepRecord
 from gradlab.zoo.presets import Case
 
 __all__ = [
@@ -194,8 +195,6 @@ def _looker(
 
 def _run_records(subject: Any) -> list[Any] | None:
     """A training run's step records: a ``TrainResult``, or a list of ``StepRecord``."""
-    from gradlab.train.records import StepRecord
-
     records = getattr(subject, "records", subject)
     if (
         isinstance(records, list | tuple)

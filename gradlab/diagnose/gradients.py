@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gradlab.core.trace import walk
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
 from gradlab.diagnose.observe import Call
+from gradlab.teach.explain import explain
 
 _NUMPY = ("numpy", "tolist", "item")
 _FROM_NUMPY = ("tensor", "as_tensor", "from_numpy", "asarray")
@@ -141,15 +143,11 @@ def _reentrant_checkpoint(ev: Evidence) -> bool:
     """Whether the loss's graph holds a reentrant checkpoint, whose forward ran under no_grad."""
     if ev.loss is None or ev.loss.grad_fn is None:
         return False
-    from gradlab.core.trace import walk
-
     fns, _ = walk([ev.loss.grad_fn])
     return any(type(fn).__name__ == "CheckpointFunctionBackward" for fn in fns)
 
 
 def _no_graph_error(ev: Evidence) -> bool:
-    from gradlab.teach.explain import explain
-
     if ev.error is None:
         return False
     lesson = explain(ev.error)

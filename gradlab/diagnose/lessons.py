@@ -11,6 +11,7 @@ from __future__ import annotations
 from gradlab.core.graph import Graph
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
+from gradlab.diagnose.look import ProgramFailure
 from gradlab.teach.explain import Explanation, explain
 
 #: Lessons that other checks report better (a broadcast loss is a shape trap).
@@ -46,8 +47,6 @@ def find(ev: Evidence) -> list[Finding]:
 
 def _raised(error: BaseException, message: str) -> str:
     """The exception's class; a program's error carries it at the start of its message."""
-    from gradlab.diagnose.look import ProgramFailure
-
     if isinstance(error, ProgramFailure):
         head = message.split(":")[0].strip()
         return head if head.isidentifier() else "an error"

@@ -26,10 +26,11 @@ from gradlab.core.errors import GradLabError
 from gradlab.core.graph import Graph
 from gradlab.core.record import record
 from gradlab.core.summary import summarize
-from gradlab.core.trace import trace
+from gradlab.core.trace import trace, walk
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.loop import LoopWatch
 from gradlab.diagnose.observe import CallWatch, ModuleWatch, watch_layers
+from gradlab.program import run_program
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -193,8 +194,6 @@ def _replaced_unused(replaced: list[torch.Tensor], loss: torch.Tensor) -> set[in
     the head to the embedding) that the loss does not use: no longer part of a model."""
     if not replaced:
         return set()
-    from gradlab.core.trace import walk
-
     used: set[int] = set()
     if loss.grad_fn is not None:
         fns, _ = walk([loss.grad_fn])
@@ -223,8 +222,6 @@ def _leaves(ev: Evidence, skip: set[int] | None = None) -> dict[str, torch.Tenso
 
 def look_program(source: str) -> Evidence:
     """Run a tensor program with the safe interpreter, watched; errors become evidence."""
-    from gradlab.program import run_program
-
     calls, modules = CallWatch(skip_gradlab=True), ModuleWatch()
     loop = LoopWatch(calls)
     with calls, modules, loop:
