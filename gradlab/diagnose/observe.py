@@ -64,8 +64,9 @@ class Call:
 
 
 @dataclass
-class Captured:
-    """One ``backward()`` seen by :class:`CallWatch` with ``capture_backward``."""
+class TracedBackward:
+    """One ``backward()`` seen by :class:`CallWatch` with ``capture_backward``, run as
+    :func:`gradlab.backward` on the graph traced just before it."""
 
     root: torch.Tensor
     graph: Graph
@@ -82,14 +83,14 @@ class CallWatch(TorchFunctionMode):
         self.calls: list[Call] = []
         self.capture_backward = capture_backward
         self.skip_gradlab = skip_gradlab  # leave out the calls GradLab's own machinery makes
-        self.backwards: list[Captured] = []
+        self.backwards: list[TracedBackward] = []
         self.limit = limit  # calls kept; later ones run unseen (a long training loop)
         self.truncated = False
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
     ) -> Any:
-        if self.capture_backward and _is_backward(func) and args:
+        if self.capture_backward and _is_backward_function(func) and args:
             out = self._backward(func, args, kwargs or {})
         else:
             out = func(*args, **kwargs) if kwargs else func(*args)
@@ -112,7 +113,7 @@ class CallWatch(TorchFunctionMode):
         if not simple or set(kwargs) - {"retain_graph", "gradient"}:
             return func(*args, **kwargs)
         G = trace(root, histograms=True)
-        captured = Captured(root, G)
+        captured = TracedBackward(root, G)
         self.backwards.append(captured)
         retain = bool(kwargs.get("retain_graph"))
         backward(root, G, kwargs.get("gradient"), retain, histograms=True)
@@ -141,7 +142,8 @@ def _from_gradlab() -> bool:
     return False
 
 
-def _is_backward(func: Any) -> bool:
+def _is_backward_function(func: Any) -> bool:
+    """Whether a function handed to ``__torch_function__`` runs a backward pass."""
     return func is torch.Tensor.backward or func is torch.autograd.backward
 
 

@@ -172,7 +172,7 @@ class _Run:
     # -- calls from the program ---------------------------------------------------
 
     def call(self, func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if _is_backward(func):
+        if _calls_backward(func):
             tensor = func.__self__ if getattr(func, "__self__", None) is not None else args.pop(0)
             return self.backward(tensor, *args, **kwargs)
         return func(*args, **kwargs)
@@ -268,7 +268,9 @@ class _Run:
         return root_name, G
 
 
-def _is_backward(func: Any) -> bool:
+def _calls_backward(func: Any) -> bool:
+    """Whether a callable the program calls runs a backward pass: ``torch.autograd.backward``
+    or a tensor's bound ``.backward`` (what ``loss.backward`` evaluates to)."""
     if func is torch.autograd.backward:
         return True
     owner = getattr(func, "__self__", None)
