@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import io
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +16,21 @@ from gradlab.core.capture import capture_backward
 from gradlab.core.errors import GradLabError
 from gradlab.core.trace import trace, walk
 from gradlab.plugins import PluginError, discover
-from gradlab.train import Trainer, TrainingError, configure, train
+from gradlab.train import (
+    Controls,
+    Lease,
+    Outcome,
+    Sink,
+    Trainer,
+    TrainingError,
+    configure,
+    drive,
+    train,
+)
+from gradlab.train.controls import NOBODY
+from gradlab.train.records import StepRecord
+from gradlab.train.sinks import MemorySink, StoreSink, StreamSink
+from gradlab.train.store import RunStore
 from gradlab.zoo.models import LeNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -278,3 +295,93 @@ def test_accumulation_draws_saved_memory_with_and_without_checkpointing() -> Non
     kib = dict(zip(bar.x, bar.y, strict=True))
     assert kib["plain"] > 2 * kib["checkpointed"] > 0
     assert trainer.parts.model.checkpointed is True  # drawing leaves the choice as it was
+
+
+class _Log(Sink):
+    """A sink that writes down what it hears, in order."""
+
+    draws = True
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, object]] = []
+
+    def on_graph(self, G: object) -> None:
+        self.heard.append(("graph", G))
+
+    def on_record(self, record: StepRecord) -> None:
+        self.heard.append(("record", record.step))
+
+    def on_pictures(self, pictures: tuple[object, ...]) -> None:
+        self.heard.append(("pictures", len(pictures)))
+
+    def on_status(self, status: str, error: str | None) -> None:
+        self.heard.append(("status", (status, error)))
+
+
+def test_the_driver_hands_every_step_to_its_sinks_and_closes_the_source(tmp_path: Path) -> None:
+    scenario = discover().get("linear_regression")
+    config = configure(scenario, steps=3, every=2)
+    trainer = Trainer(scenario, config)
+    log, kept, stream = _Log(), MemorySink(), io.StringIO()
+    store = RunStore(tmp_path / "runs.sqlite")
+    stored = StoreSink(store, config)
+    outcome = drive(trainer, config.steps, [log, kept, StreamSink(stream), stored])
+    assert outcome == Outcome("finished")
+    # The graph comes once, before the first record (a torchrun reader relies on it).
+    kinds = [k for k, _ in log.heard]
+    assert kinds == ["graph", "record", "record", "record", "pictures", "status"]
+    assert log.heard[0][1] is trainer.graph is kept.graph
+    assert log.heard[-1] == ("status", ("finished", None))
+    assert [r.step for r in kept.records] == [0, 1, 2] and kept.status == "finished"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert list(lines[0]) == ["graph"]
+    assert [line["record"]["step"] for line in lines[1:]] == [0, 1, 2]
+    info = store.run(stored.run_id)
+    assert (info.status, info.recorded) == ("finished", 3)
+    assert [r.loss for r in store.records(stored.run_id)] == [r.loss for r in kept.records]
+    with pytest.raises(StopIteration):  # closed: the trainer dropped its batches
+        next(trainer._batches)
+
+
+def test_a_failing_run_tells_every_sink_why_before_the_error_goes_on(tmp_path: Path) -> None:
+    scenario = discover().get("linear_regression")
+    config = configure(scenario, {"lr": 2.0}, steps=200, every=0)
+    store = RunStore(tmp_path / "runs.sqlite")
+    log, stored = _Log(), StoreSink(store, config)
+    with pytest.raises(TrainingError, match="diverged") as caught:
+        drive(Trainer(scenario, config), config.steps, [log, stored])
+    assert log.heard[-1] == ("status", ("failed", str(caught.value)))
+    records = [v for k, v in log.heard if k == "record"]
+    assert "pictures" not in [k for k, _ in log.heard]  # a failed run draws no last picture
+    info = store.run(stored.run_id)
+    assert (info.status, info.error, info.recorded) == ("failed", str(caught.value), len(records))
+    assert not math.isfinite(store.records(stored.run_id)[-1].loss)  # the step that diverged
+
+
+def test_controls_pause_single_step_and_stop_the_driver() -> None:
+    scenario = discover().get("linear_regression")
+    config = configure(scenario, steps=1000, every=0)
+    controls, log = Controls(), _Log()
+    assert controls.begin(paused=True) == "paused"
+    for _ in range(2):
+        controls.step()
+
+    class StopAtTwo(Sink):
+        def on_record(self, record: StepRecord) -> None:
+            if record.step == 1:
+                controls.stop()
+
+    outcome = drive(Trainer(scenario, config), config.steps, [log, StopAtTwo()], controls)
+    assert outcome == Outcome("stopped")
+    # Two single steps while paused (no "running" in between), then the stop.
+    assert [k for k, _ in log.heard] == ["record", "record", "pictures", "status"]
+    assert log.heard[-1] == ("status", ("stopped", None))
+
+
+def test_an_expired_lease_interrupts_the_run_before_its_next_step() -> None:
+    scenario = discover().get("linear_regression")
+    config = configure(scenario, steps=5, every=0)
+    log = _Log()
+    outcome = drive(Trainer(scenario, config), config.steps, [log], Controls(Lease(grace=-1)))
+    assert outcome == Outcome("interrupted", NOBODY)
+    assert log.heard == [("status", ("interrupted", NOBODY))]  # no step, no picture

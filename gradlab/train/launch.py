@@ -1,13 +1,17 @@
-"""Distributed scenarios: torchrun launches, and what each worker process does.
+"""Distributed scenarios: torchrun launches, and the process group each worker joins.
 
 :class:`Torchrun` starts ``torchrun --standalone`` with one worker per
 process the scenario asks for; every worker runs ``python -m gradlab train``,
-joins the process group (``gloo`` on CPU, ``nccl`` on GPU) and trains as its
-rank. Rank 0 writes its records, one JSON line each, to the file named by
-``GRADLAB_STREAM``, which the launching process reads as they come. The same
-command, started by a person with ``torchrun --nnodes=N --node-rank=I
+which sees it is one (:func:`in_torchrun`), joins the process group
+(:func:`process_group`: ``gloo`` on CPU, ``nccl`` on GPU) and trains as its
+rank with the one driver (:func:`gradlab.train.driver.train`). Rank 0 writes
+its records, one JSON line each, to the file named by ``GRADLAB_STREAM``
+(:func:`report_stream`), which the launching process reads as they come. The
+same command, started by a person with ``torchrun --nnodes=N --node-rank=I
 --rdzv-endpoint=HOST:PORT -m gradlab train NAME ...`` on each machine, runs
 across several machines.
+
+This module sits above :mod:`gradlab.train.loop` and below the driver.
 """
 
 from __future__ import annotations
@@ -21,19 +25,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 import networkx as nx
 import torch
+import torch.distributed as dist
 
 from gradlab.core.graph import Graph
-from gradlab.train.loop import Trainer, TrainingError, TrainResult, check_device, drive
+from gradlab.train.loop import TrainingError, check_device
 from gradlab.train.records import RunConfig, StepRecord
 from gradlab.train.scenario import PROCESSES, Picture, Scenario, to_flags
-from gradlab.train.store import RunStore
 
 ENV_STREAM = "GRADLAB_STREAM"  # set by the launcher: where rank 0 writes its records
 
@@ -43,15 +48,13 @@ def in_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
 
 
-def train_rank(
-    scenario: Scenario,
-    config: RunConfig,
-    on_record: Callable[[StepRecord], None] | None,
-    store: RunStore | None,
-) -> TrainResult:
-    """Inside torchrun: join the process group, train as this rank; rank 0 reports."""
-    import torch.distributed as dist
+@contextlib.contextmanager
+def process_group(config: RunConfig) -> Iterator[tuple[RunConfig, int, int]]:
+    """Inside torchrun: join the process group for the run, and leave it afterwards.
 
+    Gives the config on this process's device (its own GPU under ``nccl``),
+    this process's rank and the world size.
+    """
     device = check_device(config.device)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -59,16 +62,17 @@ def train_rank(
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=timedelta(seconds=120))
     try:
-        rank, world = dist.get_rank(), dist.get_world_size()
-        config = replace(config, device=str(device))
-        trainer = Trainer(scenario, config, rank=rank, world_size=world, want_graph=rank == 0)
-        if rank != 0:
-            return drive(trainer, config, None, None, None)
-        target = os.environ.get(ENV_STREAM)
-        with open(target, "a") if target else contextlib.nullcontext() as stream:
-            return drive(trainer, config, on_record, store, stream)
+        yield replace(config, device=str(device)), dist.get_rank(), dist.get_world_size()
     finally:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def report_stream() -> Iterator[IO[str] | None]:
+    """Where rank 0 writes its records for the process that launched it (``None``: nowhere)."""
+    target = os.environ.get(ENV_STREAM)
+    with open(target, "a") if target else contextlib.nullcontext() as stream:
+        yield stream
 
 
 class Torchrun:

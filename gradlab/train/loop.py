@@ -1,4 +1,4 @@
-"""The one training loop: a scenario built for a device, stepped, captured and controlled.
+"""The one training loop: a scenario built for a device, stepped and captured.
 
 :class:`Trainer` builds a :class:`~gradlab.train.scenario.Scenario` and runs its
 steps one at a time. Each step gives a :class:`~gradlab.train.records.StepRecord`
@@ -11,17 +11,10 @@ All the numbers of a step leave the device in one transfer. The first
 captured step also records the forward (module paths) and traces the graph
 the node ids refer to (:attr:`Trainer.graph`).
 
-Three ways to run:
-
-* :func:`train`: synchronous, for scripts, tests and ``gradlab train``;
-* :class:`gradlab.train.background.RunHandle`: in a background thread, for the app,
-  with start, pause, resume, single step and stop, a lease that ends the run
-  when nobody watches any more, and records written to a
-  :class:`~gradlab.train.store.RunStore` as they come;
-* a ``distributed`` scenario runs in processes launched with ``torchrun``
-  (``gloo`` on CPU, ``nccl`` on GPU); rank 0 streams its records back to the
-  process that launched it. The same code runs under a ``torchrun`` a
-  person starts on several machines.
+:mod:`gradlab.train.driver` drives a trainer to the end (:func:`~gradlab.train.driver.train`,
+``gradlab train``, the app's background runs, each rank under ``torchrun``),
+handing its records to sinks; :mod:`gradlab.train.launch` launches a
+``distributed`` scenario with ``torchrun``.
 
 The global random generator is seeded with the run's seed while ``build``
 runs (under a lock); data and shuffles come from :attr:`Setup.generator`.
@@ -30,15 +23,10 @@ runs (under a lock); data and shuffles come from :attr:`Setup.generator`.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import IO, Protocol
+from collections.abc import Iterator, Mapping
 
-import networkx as nx
 import torch
 
 from gradlab.core.capture import Captured, NodeNorms, capture_backward, capture_mode
@@ -46,14 +34,10 @@ from gradlab.core.errors import GradLabError
 from gradlab.core.graph import Graph
 from gradlab.core.record import record
 from gradlab.core.trace import trace
-from gradlab.train.discover import discover
-from gradlab.train.records import ParamStat, RunConfig, RunStatus, StepRecord
+from gradlab.train.records import ParamStat, RunConfig, StepRecord
 from gradlab.train.scenario import Batch, Parts, Picture, Scenario, Setup, StepContext
-from gradlab.train.store import RunStore
 
 MAX_STEPS = 1_000_000
-PICTURE_SECONDS = 0.5  # pictures are redrawn at most this often
-FLUSH_SECONDS = 0.5  # records reach the store at least this often
 _SEED_LOCK = threading.Lock()
 
 
@@ -381,135 +365,3 @@ def _param_records(
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-class StepSource(Protocol):
-    """Something that gives step records: a :class:`Trainer`, or a torchrun launch."""
-
-    graph: Graph | None
-
-    def step(self) -> StepRecord: ...
-    def pictures(self) -> tuple[Picture, ...]: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def close(self) -> None: ...
-
-
-def open_steps(scenario: Scenario, config: RunConfig) -> StepSource:
-    """A :class:`Trainer`, or for a distributed scenario a torchrun launch streaming rank 0."""
-    from gradlab.train.launch import Torchrun, in_torchrun
-
-    if scenario.distributed and not in_torchrun():
-        return Torchrun(scenario, config)
-    return Trainer(scenario, config)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What :func:`train` did: its configuration, records, graph and stored run id."""
-
-    config: RunConfig
-    records: list[StepRecord]
-    graph: Graph | None
-    run_id: int | None
-
-
-def train(
-    scenario: Scenario | str,
-    params: Mapping[str, object] | None = None,
-    *,
-    steps: int | None = None,
-    every: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    on_record: Callable[[StepRecord], None] | None = None,
-    store: RunStore | None = None,
-) -> TrainResult:
-    """Train a scenario to the end, synchronously; each record goes to ``on_record``.
-
-    With ``store``, the run and its records are kept there as they come. A
-    distributed scenario is launched with torchrun, or, when this process is
-    itself a torchrun worker, runs as its rank (rank 0 reports).
-
-    Examples
-    --------
-    >>> result = train("three_points", {"reduction": "sum"}, steps=100)
-    >>> w, b = (p.mean for p in result.records[-1].params)
-    >>> round(w, 1), round(b, 1)
-    (2.0, 0.0)
-    """
-    if isinstance(scenario, str):
-        scenario = discover().get(scenario)
-    config = configure(scenario, params, steps=steps, every=every, seed=seed, device=device)
-    from gradlab.train.launch import in_torchrun, train_rank
-
-    if scenario.distributed and in_torchrun():
-        return train_rank(scenario, config, on_record, store)
-    return drive(open_steps(scenario, config), config, on_record, store, None)
-
-
-def drive(
-    source: StepSource,
-    config: RunConfig,
-    on_record: Callable[[StepRecord], None] | None,
-    store: RunStore | None,
-    stream: IO[str] | None,
-) -> TrainResult:
-    """Step ``source`` to the end; store, stream and hand on each record."""
-    run_id = store.create(config) if store is not None else None
-    records: list[StepRecord] = []
-    pending: list[StepRecord] = []
-    flushed = time.monotonic()
-    status: RunStatus = "failed"
-    error: str | None = None
-    graph_sent = False
-    try:
-        for _ in range(config.steps):
-            record_ = source.step()
-            records.append(record_)
-            if source.graph is not None and not graph_sent:
-                graph_sent = True
-                if store is not None and run_id is not None:
-                    store.set_graph(run_id, source.graph)
-                if stream is not None:
-                    _write_line(stream, {"graph": nx.node_link_data(source.graph, edges="edges")})
-            if stream is not None:
-                _write_line(stream, {"record": record_.to_json()})
-            pending.append(record_)
-            if (
-                store is not None
-                and run_id is not None
-                and time.monotonic() - flushed > FLUSH_SECONDS
-            ):
-                store.append(run_id, pending)
-                pending, flushed = [], time.monotonic()
-            if on_record is not None:
-                on_record(record_)
-            check_finite(record_)
-        status = "finished"
-    except KeyboardInterrupt:
-        status, error = "stopped", "stopped by the user"
-        raise
-    except GradLabError as exc:
-        error = str(exc)
-        raise
-    finally:
-        if store is not None and run_id is not None:
-            store.append(run_id, pending)
-            store.set_status(run_id, status, error)
-        source.close()
-    return TrainResult(config, records, source.graph, run_id)
-
-
-def check_finite(record_: StepRecord) -> None:
-    """A clear error once the loss is no longer a finite number."""
-    if not math.isfinite(record_.loss):
-        raise TrainingError(
-            f"The loss became {record_.loss} at step {record_.step}: training diverged. "
-            f"A smaller learning rate (it was {record_.lr:g}) usually helps."
-        )
-
-
-def _write_line(stream: IO[str], data: object) -> None:
-    stream.write(json.dumps(data) + "\n")
-    stream.flush()

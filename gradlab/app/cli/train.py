@@ -10,6 +10,7 @@ from typing import IO, Any, NoReturn
 
 from gradlab.core.errors import GradLabError
 from gradlab.train.discover import discover
+from gradlab.train.driver import train
 from gradlab.train.records import RunInfo, StepRecord, to_json
 from gradlab.train.scenario import (
     BoolParam,
@@ -89,8 +90,6 @@ def _metavar(p: Param) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Parse the scenario's flags, train, store and write the run."""
-    from gradlab.train.loop import train
-
     if args.scenario is None:
         raise GradLabError("name a scenario: gradlab train NAME (`gradlab plugins` lists them)")
     scenario = discover().get(args.scenario)
