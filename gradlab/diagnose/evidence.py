@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from gradlab.core.graph import Graph
-from gradlab.core.trace import Node
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph
+from gradlab.core.walk import Node, discover
 from gradlab.diagnose.measures import OptimizerStep
 from gradlab.diagnose.observe import Call, ModuleCall
-
-ACCUMULATE = "AccumulateGrad"
 
 
 class NodeIndex:
@@ -35,12 +33,10 @@ class NodeIndex:
         self._seq: dict[tuple[int, str], str] = {}
         self._leaves: dict[int, int] = {}  # id(tensor) -> its position among leaves ("leaf1")
         self._keep: list[torch.Tensor] = []
-        # The walk of gradlab.core.trace.walk, run only as far as a lookup needs: ids are
-        # given in discovery order, so a node's id is known once it is discovered.
-        self._stack: list[Node] = []
-        if root is not None and root.grad_fn is not None:
-            self._discover(root.grad_fn)
-            self._stack.append(root.grad_fn)
+        # gradlab.core.walk's walk, run only as far as a lookup needs: ids are given in
+        # discovery order, so a node's id is known once it is discovered.
+        starts = [root.grad_fn] if root is not None and root.grad_fn is not None else []
+        self._walk = discover(starts)
         self.root = "out0"
         if G is not None:
             for n, attrs in G.nodes(data=True):
@@ -51,18 +47,18 @@ class NodeIndex:
 
     def _discover(self, fn: Node) -> None:
         self._fns[fn] = len(self._fns)
-        if type(fn).__name__ == ACCUMULATE:
+        if type(fn).__name__ == ACCUMULATE_GRAD:
             self._keep.append(fn.variable)
             self._leaves[id(fn.variable)] = len(self._leaves)
 
     def _walk_until(self, fn: Node | None = None, leaf: int | None = None) -> None:
         """Go on with the walk until it has found ``fn`` (or the leaf tensor of id ``leaf``)."""
-        stack, fns, leaves = self._stack, self._fns, self._leaves
-        while stack and fn not in fns and leaf not in leaves:
-            for child, _ in stack.pop().next_functions:
-                if child is not None and child not in fns:
-                    self._discover(child)
-                    stack.append(child)
+        fns, leaves = self._fns, self._leaves
+        while fn not in fns and leaf not in leaves:
+            found = next(self._walk, None)
+            if found is None:
+                return
+            self._discover(found)
 
     def fn(self, fn: Node | None) -> str | None:
         """The id of an autograd node, if it is in the graph."""
@@ -72,7 +68,7 @@ class NodeIndex:
         i = self._fns.get(fn)
         if i is not None:
             return f"fn{i}"
-        if self._seq and type(fn).__name__ != ACCUMULATE:
+        if self._seq and type(fn).__name__ != ACCUMULATE_GRAD:
             return self._seq.get((fn._sequence_nr(), type(fn).__name__))
         return None
 
@@ -90,7 +86,7 @@ class NodeIndex:
             return self.fn(t.grad_fn)
         self._walk_until(leaf=id(t))
         for fn, i in self._fns.items():
-            if type(fn).__name__ == ACCUMULATE and fn.variable is t:
+            if type(fn).__name__ == ACCUMULATE_GRAD and fn.variable is t:
                 return f"fn{i}"
         return None
 

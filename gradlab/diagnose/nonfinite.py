@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from gradlab.core.graph import Graph, TensorSummary, engine_order
-from gradlab.core.trace import walk
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph, TensorSummary, engine_order
+from gradlab.core.walk import discover, leaf_tensors
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
@@ -141,7 +141,7 @@ def backward_culprit(G: Graph) -> Finding | None:
     """The first node in engine order that got a finite gradient and sent a non-finite one."""
     for n in engine_order(G):
         attrs = G.nodes[n]
-        if attrs.get("op") == "AccumulateGrad" or not summary_finite(attrs.get("grad")):
+        if attrs.get("op") == ACCUMULATE_GRAD or not summary_finite(attrs.get("grad")):
             continue
         sent = [d.get("grad") for _, _, d in G.in_edges(n, data=True) if d.get("kind") == "flow"]
         bad = next((s for s in sent if not summary_finite(s)), None)
@@ -197,9 +197,8 @@ def live_backward_culprit(
         region = _region(ev)
     found = _pass(ev, *region) if region is not None else None
     if found is None:
-        fns, _ = walk([loss.grad_fn])
-        leaves = [fn.variable for fn in fns if type(fn).__name__ == "AccumulateGrad"]
-        found = _pass(ev, loss, None, leaves, fns)
+        fns = list(discover([loss.grad_fn]))
+        found = _pass(ev, loss, None, leaf_tensors(fns), fns)
     return found
 
 
@@ -268,18 +267,11 @@ def _made_since(start: Any, floor: int) -> list[Any]:
 
     A node's inputs were made before it, so the walk need not go below ``floor``.
     """
-    seen = {start}
-    found, stack = [], [start]
-    while stack:
-        fn = stack.pop()
-        found.append(fn)
-        for child, _ in fn.next_functions:
-            if child is None or child in seen:
-                continue
-            seen.add(child)
-            if type(child).__name__ != "AccumulateGrad" and child._sequence_nr() >= floor:
-                stack.append(child)
-    return found
+
+    def newer(fn: Any) -> bool:
+        return type(fn).__name__ != ACCUMULATE_GRAD and fn._sequence_nr() >= floor
+
+    return [fn for fn in discover([start], through=newer) if fn is start or newer(fn)]
 
 
 def _hooked_pass(
@@ -287,7 +279,7 @@ def _hooked_pass(
     fns: list[Any],
 ) -> Finding | None:  # fmt: skip
     handles = [fn.register_hook(_stop_at_culprit(fn)) for fn in fns
-               if type(fn).__name__ != "AccumulateGrad"]  # fmt: skip
+               if type(fn).__name__ != ACCUMULATE_GRAD]  # fmt: skip
     try:
         torch.autograd.grad(root, inputs, grad, allow_unused=True, retain_graph=True)
     except _Found as found:
@@ -333,7 +325,7 @@ def _inputs_of(fn: Any, calls: list[Call]) -> list[torch.Tensor]:
     for child, k in fn.next_functions:
         if child is None:
             continue
-        if type(child).__name__ == "AccumulateGrad":
+        if type(child).__name__ == ACCUMULATE_GRAD:
             found.append(child.variable)
         elif (child, k) in made:
             found.append(made[(child, k)])
@@ -342,7 +334,7 @@ def _inputs_of(fn: Any, calls: list[Call]) -> list[torch.Tensor]:
 
 def _value_of(G: Graph, u: str) -> TensorSummary | None:
     """The forward value node ``u`` feeds on: its own, or its leaf's for an AccumulateGrad."""
-    if G.nodes[u].get("op") == "AccumulateGrad":
+    if G.nodes[u].get("op") == ACCUMULATE_GRAD:
         leaves = list(G.predecessors(u))
         return G.nodes[leaves[0]].get("value") if leaves else None
     value: TensorSummary | None = G.nodes[u].get("value")

@@ -21,9 +21,9 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch.autograd.graph import GradientEdge
 
-from gradlab.core.trace import Node
+from gradlab.core.graph import ACCUMULATE_GRAD
+from gradlab.core.walk import Edge, Node, discover
 
-_ACCUMULATE = "AccumulateGrad"
 Key = tuple[int, int]  # (node index in walk order, input of that node)
 AMBIGUOUS: Literal["ambiguous"] = "ambiguous"
 Sender = tuple[Node, torch.Tensor] | Literal["ambiguous"] | None
@@ -64,7 +64,7 @@ def first_bad_sender(
     mine = {index[fn] for fn in watched if fn in index} & runs
     keys = list(dict.fromkeys([k for i in mine for k in sends.get(i, [])] + stop_keys))
     inputs: list[Any] = [
-        fns[j].variable if type(fns[j]).__name__ == _ACCUMULATE else GradientEdge(fns[j], k)
+        fns[j].variable if type(fns[j]).__name__ == ACCUMULATE_GRAD else GradientEdge(fns[j], k)
         for j, k in keys
     ]
     if not inputs:
@@ -83,41 +83,30 @@ def first_bad_sender(
     return None
 
 
-def _walk_watched(
-    start: Node, watched: set[Node]
-) -> tuple[list[Node], list[tuple[int, int, int, int]], int]:
-    """:func:`gradlab.core.trace.walk` that goes on only through watched nodes (and the start).
+def _walk_watched(start: Node, watched: set[Node]) -> tuple[list[Node], list[Edge], int]:
+    """The walk of :mod:`gradlab.core.walk` that goes on only through watched nodes (and the start).
 
     Returns the nodes, the edges ``(child, parent, slot, output_nr)`` and the
     highest sequence number of an unwatched node reached (-1 if none; leaves'
     AccumulateGrad nodes do not count): a node can lead to a stop only if its
     sequence number is higher than the stop's.
     """
-    fns, index = [start], {start: 0}
-    edges: list[tuple[int, int, int, int]] = []
-    outside = -1
-    stack = [start]
-    while stack:
-        fn = stack.pop()
-        i = index[fn]
-        for slot, (child, output) in enumerate(fn.next_functions):
-            if child is None:
-                continue
-            j = index.get(child)
-            if j is None:
-                j = index[child] = len(fns)
-                fns.append(child)
-                if child in watched:
-                    stack.append(child)
-                elif type(child).__name__ != _ACCUMULATE:
-                    outside = max(outside, child._sequence_nr())
-            edges.append((j, i, slot, output))
+    edges: list[Edge] = []
+    fns = list(discover([start], through=watched.__contains__, edges=edges))
+    outside = max(
+        (
+            fn._sequence_nr()
+            for fn in fns[1:]
+            if fn not in watched and type(fn).__name__ != ACCUMULATE_GRAD
+        ),
+        default=-1,
+    )
     return fns, edges, outside
 
 
 def _made(fn: Node) -> int:
     """A node's sequence number; -1 for AccumulateGrad (any node may send to a leaf)."""
-    return -1 if type(fn).__name__ == _ACCUMULATE else int(fn._sequence_nr())
+    return -1 if type(fn).__name__ == ACCUMULATE_GRAD else int(fn._sequence_nr())
 
 
 def _key_of(t: torch.Tensor, index: dict[Node, int], fns: list[Node]) -> Key | None:
@@ -126,7 +115,7 @@ def _key_of(t: torch.Tensor, index: dict[Node, int], fns: list[Node]) -> Key | N
         j = index.get(t.grad_fn)
         return (j, t.output_nr) if j is not None else None
     for j, fn in enumerate(fns):
-        if type(fn).__name__ == _ACCUMULATE and fn.variable is t:
+        if type(fn).__name__ == ACCUMULATE_GRAD and fn.variable is t:
             return (j, 0)
     return None
 
