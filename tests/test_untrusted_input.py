@@ -26,9 +26,9 @@ from gradlab.app.share import MAX_PROGRAM_CHARS, MAX_TOKEN_CHARS, from_params, p
 from gradlab.core.capture import NodeNorms
 from gradlab.core.collapse import collapse
 from gradlab.core.errors import ExportError, GradLabError
+from gradlab.core.files import MAX_LOAD_BYTES
 from gradlab.core.graph import EdgeAttrs, NodeAttrs, check_graph
 from gradlab.core.memory import inspect_model
-from gradlab.render.formats import MAX_LOAD_BYTES
 from gradlab.teach import examples
 from gradlab.train.records import ParamStat, RunConfig, StepRecord
 from gradlab.train.store import RunStore

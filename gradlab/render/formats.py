@@ -1,47 +1,94 @@
-"""Write graphs to files, and read them back.
+"""Every file format GradLab writes or reads, as one table: :data:`FORMATS`.
 
-=========  ==========================================================
-suffix     what is written
-=========  ==========================================================
-``.dot``   Graphviz DOT text (:func:`gradlab.to_dot`)
-``.svg``   the DOT picture laid out by Graphviz's ``dot`` program
-``.png``   the same, as an image
-``.json``  networkx node-link JSON (``nx.node_link_graph`` reads it)
-``.graphml`` GraphML (``nx.read_graphml`` reads it)
-``.html``  the interactive viewer in one self-contained offline page
-=========  ==========================================================
+=============  ======================================================  =========
+suffix         what is written                                         read back
+=============  ======================================================  =========
+``.dot``       Graphviz DOT text (:func:`gradlab.to_dot`)              no
+``.svg``       the DOT picture laid out by Graphviz's ``dot`` program  no
+``.png``       the same, as an image                                   no
+``.json``      networkx node-link JSON (``nx.node_link_graph`` reads)  yes
+``.graphml``   GraphML (``nx.read_graphml`` reads it)                  yes
+``.html``      the interactive viewer in one self-contained page       no
+=============  ======================================================  =========
 
-JSON keeps every attribute as it is (NaN and Infinity written the way
-Python's ``json`` reads them back). GraphML holds only scalars, so an
-attribute whose values are not all plain strings, numbers or booleans of one
-type (shapes, summaries, ``None``) is stored as JSON text, and the graph's
-``gradlab_json`` attribute lists those keys; :func:`load` decodes them, so a
-graph comes back equal to the one saved.
+Each row (:class:`Format`) says its suffix, the label and MIME type of its
+download, whether it needs Graphviz's ``dot`` program, how it is written and,
+for the two that hold every fact, how it is read (the codecs of
+:mod:`gradlab.core.files`). :func:`save`, :func:`load`, ``gradlab export``
+and the app's download buttons all read this table: a new format is one row.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from xml.parsers import expat
 
 import graphviz
-import networkx as nx
-from networkx.readwrite.graphml import GraphMLReader
 
 from gradlab.core.errors import ExportError
-from gradlab.core.graph import Graph, check_graph
+from gradlab.core.files import read_graphml, read_json, read_limited, to_graphml, to_json
+from gradlab.core.graph import Graph
 from gradlab.render.dot import to_dot
+from gradlab.render.viewer import page, payload
 
-FORMATS = ("dot", "svg", "png", "json", "graphml", "html")
-_JSON_KEYS = "gradlab_json"
+#: Above this many nodes Graphviz would take minutes (the classic picture, SVG and PNG).
+GRAPHVIZ_UP_TO = 1500
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format: a row of :data:`FORMATS`."""
+
+    suffix: str  # without the dot
+    label: str  # the download button's text
+    mime: str
+    needs_dot: bool  # written by Graphviz's dot program
+    write: Callable[[Graph, bool], bytes]  # (G, clusters) -> the file's bytes
+    read: Callable[[bytes], Graph] | None  # the file's bytes -> G (ValueError: why not)
+    help: str  # what the file holds, in a few words
+
+
+FORMATS: dict[str, Format] = {
+    f.suffix: f
+    for f in (
+        Format(
+            "dot", "DOT", "text/vnd.graphviz", False,
+            lambda G, clusters: to_dot(G, clusters=clusters).encode(), None,
+            "the graph as Graphviz DOT text",
+        ),
+        Format(
+            "svg", "SVG", "image/svg+xml", True,
+            lambda G, clusters: _layout(to_dot(G, clusters=clusters), "svg"), None,
+            "the Graphviz picture, as SVG",
+        ),
+        Format(
+            "png", "PNG", "image/png", True,
+            lambda G, clusters: _layout(to_dot(G, clusters=clusters), "png"), None,
+            "the Graphviz picture, as PNG",
+        ),
+        Format(
+            "json", "JSON", "application/json", False,
+            lambda G, clusters: to_json(G), read_json,
+            "networkx node-link JSON, every attribute",
+        ),
+        Format(
+            "graphml", "GraphML", "application/xml", False,
+            lambda G, clusters: to_graphml(G), read_graphml,
+            "GraphML, for Gephi, yEd, Cytoscape",
+        ),
+        Format(
+            "html", "HTML", "text/html", False,
+            lambda G, clusters: page(payload(G)).encode(), None,
+            "the interactive viewer in one offline file: open it in any browser, or mail it",
+        ),
+    )
+}  # fmt: skip
 
 
 def save(G: Graph, path: str | Path, *, clusters: bool = False) -> Path:
-    """Write ``G`` to ``path`` in the format its suffix names (see the module docstring).
+    """Write ``G`` to ``path`` in the format its suffix names (see :data:`FORMATS`).
 
     Examples
     --------
@@ -57,7 +104,7 @@ def save(G: Graph, path: str | Path, *, clusters: bool = False) -> Path:
     if fmt not in FORMATS:
         raise ExportError(
             f"Cannot write '{path.name}': unknown suffix '{path.suffix}'. "
-            f"Use one of: {', '.join('.' + f for f in FORMATS)}."
+            f"Use one of: {suffixes()}."
         )
     data = render(G, fmt, clusters=clusters)
     try:
@@ -68,194 +115,106 @@ def save(G: Graph, path: str | Path, *, clusters: bool = False) -> Path:
 
 
 def render(G: Graph, fmt: str, *, clusters: bool = False) -> bytes:
-    """The bytes of ``G`` in format ``fmt`` (one of :data:`FORMATS`)."""
-    if fmt == "dot":
-        return to_dot(G, clusters=clusters).encode()
-    if fmt in ("svg", "png"):
-        return _layout(to_dot(G, clusters=clusters), fmt)
-    if fmt == "json":
-        return json.dumps(nx.node_link_data(G, edges="edges"), indent=1).encode()
-    if fmt == "graphml":
-        return _graphml(G)
-    if fmt == "html":
-        from gradlab.render.viewer import page, payload
-
-        return page(payload(G)).encode()
-    raise ExportError(f"Unknown format '{fmt}'. Use one of: {', '.join(FORMATS)}.")
+    """The bytes of ``G`` in format ``fmt`` (a suffix of :data:`FORMATS`)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format '{fmt}'. Use one of: {', '.join(FORMATS)}.")
+    return FORMATS[fmt].write(G, clusters)
 
 
 def load(path: str | Path) -> Graph:
-    """Read a graph written by :func:`save` as ``.json`` or ``.graphml``.
+    """Read a graph written by :func:`save` in a format that can be read back.
 
-    The file is untrusted: one bigger than :data:`MAX_LOAD_BYTES`, damaged,
-    nested too deeply, GraphML with a DTD or entities (refused before they
-    are parsed), or data that is not a GradLab graph (checked against the
+    The file is untrusted: one bigger than :data:`~gradlab.core.files.MAX_LOAD_BYTES`,
+    damaged, nested too deeply, GraphML with a DTD or entities (refused before
+    they are parsed), or data that is not a GradLab graph (checked against the
     declared attributes: :func:`gradlab.core.graph.check_graph`) raises an
     :class:`~gradlab.core.errors.ExportError` whose message is one line.
     """
     path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("json", "graphml"):
-        raise ExportError(
-            f"Cannot read '{path.name}': only .json and .graphml files can be loaded."
-        )
-    raw = _read_limited(path)
+    spec = FORMATS.get(path.suffix.lower().lstrip("."))
+    if spec is None or spec.read is None:
+        readable = " and ".join(f".{f.suffix}" for f in FORMATS.values() if f.read is not None)
+        raise ExportError(f"Cannot read '{path.name}': only {readable} files can be loaded.")
+    raw = read_limited(path)
     try:
-        return parse(raw, fmt)
+        return spec.read(raw)
     except ValueError as exc:
         raise ExportError(f"Cannot read '{path}': {exc}.") from None
 
 
-def parse(raw: bytes | str, fmt: str) -> Graph:
-    """The graph in ``raw``, the text of a ``.json`` or ``.graphml`` file from :func:`save`.
-
-    Checked as :func:`load` checks a file (but of any size); anything else
-    raises a ``ValueError`` whose message, one line, says what is wrong.
-    """
-    data = raw.encode() if isinstance(raw, str) else raw
-    try:
-        G = _from_json(data) if fmt == "json" else _from_graphml(data)
-        check_graph(G)
-        return G
-    except _Unloadable as exc:
-        reason = str(exc)
-    except RecursionError:
-        reason = "it is nested too deeply"
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, nx.NetworkXError) as exc:
-        reason = f"it is not a graph saved by GradLab ({exc})"
-    except SyntaxError as exc:  # xml.etree's ParseError
-        reason = f"it is not valid XML ({exc})"
-    reason = " ".join(reason.split())
-    raise ValueError(reason if len(reason) <= 300 else reason[:297] + "...")
-
-
-#: The largest file :func:`load` reads (a 1,000-layer MLP with its values is 10 MB as JSON).
-MAX_LOAD_BYTES = 64 * 1024 * 1024
-_MAX_XML_DEPTH = 32  # GradLab's GraphML is 4 elements deep
-
-
-class _Unloadable(Exception):
-    """Why a file cannot be loaded, in words for a person."""
-
-
-def _read_limited(path: Path) -> bytes:
-    limit_mb = MAX_LOAD_BYTES // (1024 * 1024)
-    try:
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            raw = b"" if size > MAX_LOAD_BYTES else file.read(MAX_LOAD_BYTES + 1)
-    except OSError as exc:
-        raise ExportError(f"Cannot read '{path}': {exc.strerror or exc}.") from exc
-    if size > MAX_LOAD_BYTES or len(raw) > MAX_LOAD_BYTES:
-        shown = f" ({size / 1024 / 1024:.0f} MB)" if size > MAX_LOAD_BYTES else ""
-        raise ExportError(
-            f"Cannot read '{path}': it is bigger than the {limit_mb} MB GradLab loads{shown}."
-        )
-    return raw
-
-
-def _from_json(raw: bytes) -> Graph:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise _Unloadable(f"it is not valid JSON ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise _Unloadable("it is not text (UTF-8 JSON)") from exc
-    except ValueError as exc:  # a number of thousands of digits
-        raise _Unloadable(f"it holds a value Python will not read ({exc})") from exc
-    if not (
-        isinstance(data, dict)
-        and isinstance(data.get("nodes"), list)
-        and isinstance(data.get("edges"), list)
-    ):
-        raise _Unloadable("it is not a graph saved by GradLab (no 'nodes' and 'edges' lists)")
-    if data.get("directed") is not True or data.get("multigraph") is not True:
-        raise _Unloadable("it is not a GradLab graph (GradLab saves directed multigraphs)")
-    if not isinstance(data.get("graph", {}), dict):
-        raise _Unloadable("its 'graph' attributes are not an object")
-    ids = set()
-    for node in data["nodes"]:
-        if not isinstance(node, dict) or not isinstance(node.get("id"), str):
-            raise _Unloadable(f"a node {_short(node)} has no string 'id'")
-        ids.add(node["id"])
-    for edge in data["edges"]:
-        if not isinstance(edge, dict) or not all(
-            isinstance(edge.get(end), str) and edge[end] in ids for end in ("source", "target")
-        ):
-            ends = (
-                (_short(edge.get("source"), 30), _short(edge.get("target"), 30))
-                if isinstance(edge, dict)
-                else (_short(edge), "?")
-            )
-            raise _Unloadable(f"an edge from {ends[0]} to {ends[1]} does not join two of its nodes")
-        if type(edge.get("key")) is not int:
-            raise _Unloadable(f"an edge {_short(edge)} has no integer 'key'")
-    G: Graph = nx.node_link_graph(data, edges="edges")
-    return G
-
-
-def _from_graphml(raw: bytes) -> Graph:
-    _refuse_dtd(raw)
-    reader = GraphMLReader(node_type=str, edge_key_type=int, force_multigraph=True)
-    graphs = list(reader(string=raw))
-    if not graphs:
-        raise _Unloadable("it holds no GraphML graph")
-    G = graphs[0]
-    if not G.is_directed():
-        raise _Unloadable("it is not a GradLab graph (GradLab saves directed graphs)")
-    keys = G.graph.get(_JSON_KEYS, '{"node": [], "edge": [], "graph": []}')
-    listed = json.loads(keys) if isinstance(keys, str) else None
-    if not (
-        isinstance(listed, dict)
-        and all(
-            isinstance(listed.get(part), list) and all(isinstance(k, str) for k in listed[part])
-            for part in ("node", "edge", "graph")
-        )
-    ):
-        raise _Unloadable(f"its '{_JSON_KEYS}' attribute is not the list GradLab writes")
-    return _decode(G)
-
-
-def _refuse_dtd(raw: bytes) -> None:
-    """Parse once with expat, refusing a DTD (entities, external references) before it is
-    read and nesting deeper than GradLab writes; malformed XML is reported here too.
-    """
-    parser = expat.ParserCreate()
-    depth = [0]
-
-    def doctype(*_: object) -> None:
-        raise _Unloadable("it declares a DTD (<!DOCTYPE>), which GradLab does not read")
-
-    def start(*_: object) -> None:
-        depth[0] += 1
-        if depth[0] > _MAX_XML_DEPTH:
-            raise _Unloadable(f"its XML is nested more than {_MAX_XML_DEPTH} deep")
-
-    def end(*_: object) -> None:
-        depth[0] -= 1
-
-    parser.StartDoctypeDeclHandler = doctype
-    parser.EntityDeclHandler = doctype
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    try:
-        parser.Parse(raw, True)
-    except expat.ExpatError as exc:
-        raise _Unloadable(
-            f"it is not valid XML ({expat.errors.messages[exc.code]}, "
-            f"line {exc.lineno}, column {exc.offset})"
-        ) from exc
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def suffixes() -> str:
+    """The suffixes :func:`save` writes, as a person reads them: ``.dot, .svg, ...``."""
+    return ", ".join("." + suffix for suffix in FORMATS)
 
 
 def dot_available() -> bool:
     """Whether Graphviz's ``dot`` program is on the PATH."""
     return shutil.which("dot") is not None
+
+
+def no_layout_reason(G: Graph) -> str | None:
+    """Why ``G`` cannot be offered as SVG or PNG here, or ``None`` when it can.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.MultiDiGraph()
+    >>> G.add_nodes_from(range(GRAPHVIZ_UP_TO + 1))
+    >>> no_layout_reason(G) is not None
+    True
+    """
+    if not dot_available():
+        return (
+            "SVG and PNG need Graphviz's `dot` program, which is not installed on the server "
+            "(Debian: apt-get install graphviz). DOT opens in any Graphviz viewer."
+        )
+    if G.number_of_nodes() > GRAPHVIZ_UP_TO:
+        return (
+            f"{G.number_of_nodes():,} nodes would take Graphviz minutes to lay out: "
+            "collapse the graph further, or download DOT, JSON or HTML."
+        )
+    return None
+
+
+def no_picture_reason(G: Graph) -> str | None:
+    """Why the classic Graphviz picture of ``G`` is not drawn (laid out in the browser, so
+    no ``dot`` program is needed), or ``None`` when it is."""
+    if G.number_of_nodes() > GRAPHVIZ_UP_TO:
+        return (
+            f"{G.number_of_nodes():,} nodes are too many for the Graphviz picture "
+            f"(over {GRAPHVIZ_UP_TO:,}: it would take minutes)."
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One download of a graph as a page offers it."""
+
+    format: Format
+    file_name: str
+    blocked: str | None  # why this file cannot be made here, or None
+
+    @property
+    def help(self) -> str:
+        """The button's tooltip: why it is blocked, or what the file holds."""
+        return self.blocked if self.blocked is not None else self.format.help
+
+
+def offers(G: Graph, stem: str) -> list[Offer]:
+    """Every format of :data:`FORMATS` as a download of ``G`` named ``{stem}.{suffix}``.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> [o.file_name for o in offers(nx.MultiDiGraph(), "g")][:3]
+    ['g.dot', 'g.svg', 'g.png']
+    """
+    why_not = no_layout_reason(G)
+    return [
+        Offer(f, f"{stem}.{f.suffix}", why_not if f.needs_dot else None)
+        for f in FORMATS.values()
+    ]
 
 
 def _layout(dot_text: str, fmt: str) -> bytes:
@@ -269,50 +228,3 @@ def _layout(dot_text: str, fmt: str) -> bytes:
     except graphviz.CalledProcessError as exc:
         raise ExportError(f"Graphviz's dot failed: {exc.stderr.decode(errors='replace')}") from exc
     return data
-
-
-def _graphml(G: Graph) -> bytes:
-    H = nx.MultiDiGraph()
-    node_json = _json_keys(attrs for _, attrs in G.nodes(data=True))
-    edge_json = _json_keys(attrs for _, _, attrs in G.edges(data=True))
-    graph_json = _json_keys([G.graph])
-    H.graph.update(_encode(G.graph, graph_json))
-    H.graph[_JSON_KEYS] = json.dumps(
-        {"node": sorted(node_json), "edge": sorted(edge_json), "graph": sorted(graph_json)}
-    )
-    H.add_nodes_from((n, _encode(attrs, node_json)) for n, attrs in G.nodes(data=True))
-    H.add_edges_from(
-        (u, v, k, _encode(attrs, edge_json)) for u, v, k, attrs in G.edges(keys=True, data=True)
-    )
-    return "\n".join(nx.generate_graphml(H)).encode()
-
-
-def _json_keys(dicts: Any) -> set[str]:
-    """Keys that cannot be stored natively: non-scalar, None, or of mixed types."""
-    types: dict[str, set[type]] = {}
-    for attrs in dicts:
-        for key, value in attrs.items():
-            types.setdefault(key, set()).add(type(value))
-    native = {str, int, float, bool}
-    return {key for key, seen in types.items() if len(seen) != 1 or not seen <= native}
-
-
-def _encode(attrs: dict[str, Any], json_keys: set[str]) -> dict[str, Any]:
-    return {k: json.dumps(v) if k in json_keys else v for k, v in attrs.items()}
-
-
-def _decode(G: Graph) -> Graph:
-    keys = json.loads(G.graph.pop(_JSON_KEYS, '{"node": [], "edge": [], "graph": []}'))
-    H = nx.MultiDiGraph()
-    graph = {k: v for k, v in G.graph.items() if k not in ("node_default", "edge_default")}
-    H.graph.update(_decoded(graph, keys["graph"]))
-    H.add_nodes_from((n, _decoded(attrs, keys["node"])) for n, attrs in G.nodes(data=True))
-    H.add_edges_from(
-        (u, v, int(k), _decoded(attrs, keys["edge"]))
-        for u, v, k, attrs in G.edges(keys=True, data=True)
-    )
-    return H
-
-
-def _decoded(attrs: dict[str, Any], json_keys: list[str]) -> dict[str, Any]:
-    return {k: json.loads(v) if k in json_keys else v for k, v in attrs.items()}

@@ -28,8 +28,8 @@ import networkx as nx
 
 from gradlab.core.capture import NodeNorms
 from gradlab.core.errors import GradLabError
+from gradlab.core.files import MAX_LOAD_BYTES, parse
 from gradlab.core.graph import Graph
-from gradlab.render.formats import MAX_LOAD_BYTES, parse
 from gradlab.train.records import LIVE, ParamStat, RunConfig, RunInfo, RunStatus, StepRecord, number
 
 ENV_HOME = "GRADLAB_HOME"

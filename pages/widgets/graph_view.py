@@ -14,15 +14,17 @@ Pages import it as ``from graph_view import show_graph, download_row``.
   opens the same view; the page reads them back with :func:`browser_params`.
 * :func:`classic_picture` draws the Graphviz picture (laid out in the
   browser, no ``dot`` needed) for those who want it.
-* :func:`download_row` offers the graph as DOT, SVG, PNG, JSON, GraphML and a
-  self-contained HTML viewer. Files are made only when a button is clicked.
+* :func:`download_row` offers the graph in every format of
+  :data:`gradlab.render.formats.FORMATS` (DOT, SVG, PNG, JSON, GraphML and a
+  self-contained HTML viewer). Files are made only when a button is clicked.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -30,8 +32,7 @@ import streamlit as st
 from gradlab.app.viewer_host import browser_step, host_js, recolour
 from gradlab.core.graph import Graph
 from gradlab.render.dot import to_dot
-from gradlab.render.downloads import FILES, GRAPHVIZ_UP_TO, no_layout_reason
-from gradlab.render.formats import render
+from gradlab.render.formats import FORMATS, no_picture_reason, offers, render
 from gradlab.render.viewer import assets, payload
 
 #: Chain-rule cards cost about 1 ms a node on every rerun: bigger graphs go without them.
@@ -128,40 +129,29 @@ def browser_params(params: Mapping[str, str]) -> dict[str, str]:
 
 def classic_picture(G: Graph, *, highlight: Collection[str] = (), clusters: bool = False) -> None:
     """The Graphviz picture of ``G``, laid out in the browser (a message when too big)."""
-    if G.number_of_nodes() > GRAPHVIZ_UP_TO:
-        st.info(
-            f"{G.number_of_nodes():,} nodes are too many for the Graphviz picture "
-            f"(over {GRAPHVIZ_UP_TO:,}: it would take minutes)."
-        )
+    too_big = no_picture_reason(G)
+    if too_big is not None:
+        st.info(too_big)
         return
     st.graphviz_chart(to_dot(G, highlight=highlight, clusters=clusters))
 
 
 def download_row(G: Graph, *, key: str, stem: str, clusters: bool = False) -> None:
-    """Download buttons: ``G`` as ``{stem}.dot``, ``.svg``, ``.png``, ``.json``, ``.graphml``,
-    ``.html``."""
-    why_not = no_layout_reason(G)
-    for column, spec in zip(st.columns(len(FILES)), FILES, strict=True):
-        blocked = spec.needs_dot and why_not is not None
+    """Download buttons: ``G`` as ``{stem}.{suffix}`` in every format GradLab writes."""
+    for column, offer in zip(st.columns(len(FORMATS)), offers(G, stem), strict=True):
+        spec = offer.format
         column.download_button(
             spec.label,
-            data=_maker(G, spec.suffix, clusters),
-            file_name=f"{stem}.{spec.suffix}",
+            data=partial(render, G, spec.suffix, clusters=clusters),  # made when clicked
+            file_name=offer.file_name,
             mime=spec.mime,
             key=f"{key}.{spec.suffix}",
-            disabled=blocked,
-            help=why_not if blocked else spec.help,
+            disabled=offer.blocked is not None,
+            help=offer.help,
             on_click="ignore",
             icon=":material/download:",
             width="stretch",
         )
-
-
-def _maker(G: Graph, fmt: str, clusters: bool) -> Callable[[], bytes]:
-    def make() -> bytes:
-        return render(G, fmt, clusters=clusters)
-
-    return make
 
 
 def _digest(data: dict[str, Any], options: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from gradlab.app.targets import run_target, trace_case, trace_target
 from gradlab.core.errors import GradLabError
 from gradlab.core.graph import Graph
-from gradlab.render.formats import FORMATS, save
+from gradlab.render.formats import FORMATS, save, suffixes
 from gradlab.zoo import presets
 
 EPILOG = """examples:
@@ -25,7 +25,7 @@ def add_parser(commands: Any) -> None:
     """Register ``gradlab export``."""
     parser = commands.add_parser(
         "export",
-        help="write a backward graph to .dot/.svg/.png/.json/.graphml/.html",
+        help=f"write a backward graph to {'/'.join('.' + suffix for suffix in FORMATS)}",
         description="Trace a program, a preset model or your own function and write its "
         "backward graph, with values and gradients, to a file chosen by suffix.",
         epilog=EPILOG,
@@ -40,7 +40,7 @@ def add_parser(commands: Any) -> None:
         help=f"a preset model with a batch and a loss: {', '.join(presets.PRESETS)}",
     )
     parser.add_argument(
-        "-o", "--output", required=True, help=f"output file: {', '.join('.' + f for f in FORMATS)}"
+        "-o", "--output", required=True, help=f"output file: {suffixes()}"
     )
     parser.add_argument(
         "--param",
