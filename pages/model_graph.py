@@ -11,7 +11,6 @@ whether the classic Graphviz picture is shown.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import streamlit as st
@@ -23,6 +22,7 @@ from gradlab.core.graph import Graph
 from gradlab.core.memory import ModelRun, inspect_model
 from gradlab.core.memory_totals import by_holder, human_bytes, saved_log10
 from gradlab.core.text import shape
+from gradlab.render.table import parameter_rows, parameter_summary, saved_rows, saved_summary
 from gradlab.zoo import presets
 
 from widgets.graph_view import classic_picture, download_row, show_graph
@@ -178,13 +178,10 @@ def colors(run: ModelRun, C: Graph, color: str) -> tuple[dict[str, float] | None
 
 def show_parameters(run: ModelRun) -> None:
     """The parameter table after one backward."""
-    total = sum(r.count for r in run.params)
-    trainable = sum(r.count for r in run.params if r.requires_grad)
-    st.caption(f"{len(run.params)} tensors, {total:,} numbers ({trainable:,} trainable).")
-    rows = [{**dataclasses.asdict(r), "shape": shape(list(r.shape))} for r in run.params]
+    st.caption(parameter_summary(run.params))
     stat = st.column_config.NumberColumn
     st.dataframe(
-        rows, hide_index=True, key="mg.params",
+        parameter_rows(run.params), hide_index=True, key="mg.params",
         column_config={
             "has_grad": st.column_config.CheckboxColumn("grad", help=".grad is not None"),
             "grad_norm": stat("‖grad‖", format="%.3e"),
@@ -202,23 +199,8 @@ def show_memory(run: ModelRun, G: Graph) -> None:
     a.metric("Activations kept for backward", human_bytes(held["activation"]))
     b.metric("Parameters saved (held anyway)", human_bytes(held["parameter"]))
     c.metric("Inputs saved (held anyway)", human_bytes(held["input"]))
-    st.caption(
-        f"{len(memory.tensors)} saved tensors in {sum(t.first for t in memory.tensors)} "
-        "storages. A storage saved by several ops (y * y saves y twice) counts once, for the "
-        "first op that saved it: the 'adds' column."
-    )
-    rows = [
-        {
-            "node": r.node or "(not in the graph)",
-            "op": r.op,
-            "module": r.module,
-            "tensors": r.tensors,
-            "saved": human_bytes(r.nbytes),
-            "adds": human_bytes(r.new_bytes),
-        }
-        for r in memory.by_node(G)[:200]
-    ]
-    st.dataframe(rows, hide_index=True, key="mg.saved")
+    st.caption(saved_summary(memory.tensors))
+    st.dataframe(saved_rows(memory.by_node(G)), hide_index=True, key="mg.saved")
 
 
 def show_model(run: ModelRun, stem: str, link: dict[str, str], model_id: str) -> None:

@@ -1,14 +1,26 @@
 """The DOT picture, the Plotly figure and the layered layout."""
 
 import networkx as nx
+import pytest
 import torch
 from torch import nn
 
 import gradlab
+from gradlab.core.memory import inspect_model
+from gradlab.core.memory_totals import human_bytes
+from gradlab.core.summary import summarize
 from gradlab.core.text import describe, number, shape, short
+from gradlab.program import run_program
 from gradlab.render.dot import FILL, node_label, to_dot
 from gradlab.render.layout import layered_layout, layers
 from gradlab.render.plotly import to_figure
+from gradlab.render.table import (
+    parameter_rows,
+    parameter_summary,
+    saved_rows,
+    saved_summary,
+    variable_rows,
+)
 
 
 def traced_model() -> nx.MultiDiGraph:
@@ -95,3 +107,40 @@ def test_text_forms() -> None:
     s = gradlab.summarize(torch.tensor([1.0, float("inf")]))
     assert short(s) == "[1., inf]"
     assert "1 Inf" in describe(s)
+
+
+def test_variable_rows_show_torchs_values_and_gradients() -> None:
+    result = run_program(
+        "x = torch.tensor([2.0, 3.0], requires_grad=True)\ny = (x * x).sum()\ny.backward()\n"
+    )
+    rows = {r["name"]: r for r in variable_rows(result.variables)}
+    x = torch.tensor([2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    assert x.grad is not None
+    assert rows["x"]["grad"] == short(summarize(x.grad)) and rows["x"]["requires_grad"] is True
+    assert rows["y"]["grad_fn"] == "SumBackward0" and rows["y"]["value"] == short(
+        summarize((x * x).sum().detach())
+    )
+
+
+def test_parameter_and_memory_tables_hold_torchs_numbers() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    model[2].bias.requires_grad_(False)
+    run = inspect_model(model, [torch.randn(5, 3)], lambda out: out.sum())
+    rows = parameter_rows(run.params)
+    assert [r["name"] for r in rows] == [n for n, _ in model.named_parameters()]
+    assert rows[0]["shape"] == "(4, 3)" and rows[0]["count"] == 12
+    weight = model[0].weight
+    assert weight.grad is not None
+    assert rows[0]["grad_norm"] == pytest.approx(weight.grad.norm().item())
+    assert parameter_summary(run.params) == "4 tensors, 21 numbers (20 trainable)."
+    nodes = run.saved.by_node(run.graph)
+    saved = saved_rows(nodes, limit=2)
+    assert len(saved) == 2 and [r["node"] for r in saved] == [r.node for r in nodes[:2]]
+    assert saved[0]["saved"] == human_bytes(nodes[0].nbytes)
+    storages = sum(t.first for t in run.saved.tensors)
+    assert saved_summary(run.saved.tensors).startswith(
+        f"{len(run.saved.tensors)} saved tensors in {storages} storages."
+    )
+

@@ -1,13 +1,19 @@
-"""The graph as table rows: one row per node, for the app's node table and the CLI."""
+"""Tables of facts: a graph's nodes, a program's variables, a model's parameters and memory.
+
+One row per thing, for the app's tables and the CLI. The records come from
+below through small Protocols (what each table reads), so that drawing a
+table never needs the program runner or the model inspection that made them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from gradlab.core.graph import Graph
+from gradlab.core.graph import Graph, TensorSummary
+from gradlab.core.memory_totals import human_bytes
 from gradlab.core.text import shape, short
-from gradlab.program.run import Variable
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,26 @@ def as_dicts(rows: list[NodeRow]) -> list[dict[str, object]]:
     return [asdict(r) for r in rows]
 
 
+class Variable(Protocol):
+    """What :func:`variable_rows` reads of a program's variable
+    (:class:`gradlab.program.run.Variable`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str: ...  # a short description: "tensor (2, 3) float32", "3.5"
+    @property
+    def value(self) -> TensorSummary | None: ...
+    @property
+    def grad(self) -> TensorSummary | None: ...
+    @property
+    def requires_grad(self) -> bool: ...
+    @property
+    def grad_fn(self) -> str | None: ...
+
+
 def variable_rows(variables: Sequence[Variable]) -> list[dict[str, object]]:
     """A program's variables as rows: name, kind, what it is, grad_fn and gradient."""
     return [
@@ -76,3 +102,105 @@ def variable_rows(variables: Sequence[Variable]) -> list[dict[str, object]]:
         }
         for v in variables
     ]
+
+
+class Parameter(Protocol):
+    """What :func:`parameter_rows` reads of a parameter (:class:`gradlab.core.memory.ParamRow`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def requires_grad(self) -> bool: ...
+    @property
+    def has_grad(self) -> bool: ...
+    @property
+    def grad_norm(self) -> float | None: ...
+    @property
+    def grad_mean(self) -> float | None: ...
+    @property
+    def grad_absmax(self) -> float | None: ...
+
+
+def parameter_rows(params: Sequence[Parameter]) -> list[dict[str, object]]:
+    """A model's parameters after one backward, one row each (the shape in words)."""
+    return [
+        {
+            "name": p.name,
+            "shape": shape(list(p.shape)),
+            "count": p.count,
+            "requires_grad": p.requires_grad,
+            "has_grad": p.has_grad,
+            "grad_norm": p.grad_norm,
+            "grad_mean": p.grad_mean,
+            "grad_absmax": p.grad_absmax,
+        }
+        for p in params
+    ]
+
+
+def parameter_summary(params: Sequence[Parameter]) -> str:
+    """How many tensors and numbers, and how many of them train.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as P
+    >>> parameter_summary([P(count=12, requires_grad=True), P(count=3, requires_grad=False)])
+    '2 tensors, 15 numbers (12 trainable).'
+    """
+    total = sum(p.count for p in params)
+    trainable = sum(p.count for p in params if p.requires_grad)
+    return f"{len(params)} tensors, {total:,} numbers ({trainable:,} trainable)."
+
+
+class NodeSaved(Protocol):
+    """What :func:`saved_rows` reads of a node's saved tensors
+    (:class:`gradlab.core.memory.NodeMemory`)."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def module(self) -> str | None: ...
+    @property
+    def tensors(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def new_bytes(self) -> int: ...
+
+
+def saved_rows(nodes: Sequence[NodeSaved], limit: int = 200) -> list[dict[str, object]]:
+    """The first ``limit`` nodes that save tensors for backward, sizes in words."""
+    return [
+        {
+            "node": r.node or "(not in the graph)",
+            "op": r.op,
+            "module": r.module,
+            "tensors": r.tensors,
+            "saved": human_bytes(r.nbytes),
+            "adds": human_bytes(r.new_bytes),
+        }
+        for r in nodes[:limit]
+    ]
+
+
+class SavedTensor(Protocol):
+    """What :func:`saved_summary` reads of a saved tensor
+    (:class:`gradlab.core.memory.SavedTensor`)."""
+
+    @property
+    def first(self) -> bool: ...  # the first tensor saved of its storage
+
+
+def saved_summary(tensors: Sequence[SavedTensor]) -> str:
+    """How many tensors are saved for backward, in how many storages."""
+    storages = sum(t.first for t in tensors)
+    return (
+        f"{len(tensors)} saved tensors in {storages} storages. A storage saved by several ops "
+        "(y * y saves y twice) counts once, for the first op that saved it: the 'adds' column."
+    )
