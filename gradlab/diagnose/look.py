@@ -23,7 +23,7 @@ from torch import nn
 from gradlab.core._gc import paused_gc
 from gradlab.core.backward import backward
 from gradlab.core.errors import GradLabError
-from gradlab.core.graph import Graph
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph
 from gradlab.core.record import record
 from gradlab.core.summary import summarize
 from gradlab.core.trace import trace, walk
@@ -197,7 +197,7 @@ def _replaced_unused(replaced: list[torch.Tensor], loss: torch.Tensor) -> set[in
     used: set[int] = set()
     if loss.grad_fn is not None:
         fns, _ = walk([loss.grad_fn])
-        used = {id(fn.variable) for fn in fns if type(fn).__name__ == "AccumulateGrad"}
+        used = {id(fn.variable) for fn in fns if type(fn).__name__ == ACCUMULATE_GRAD}
     else:
         used = {id(loss)}
     return {id(p) for p in replaced if id(p) not in used}

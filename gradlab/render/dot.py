@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import graphviz
 
-from gradlab.core.graph import Graph, NodeAttrs, TensorSummary
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph, NodeAttrs, TensorSummary
 from gradlab.core.text import shape, short
 
 # Hex, so Graphviz and the browser (Plotly) read the same colours.
@@ -110,7 +110,7 @@ def node_label(attrs: NodeAttrs, values: bool = True) -> str:
     lines = [str(attrs.get("label"))]
     if kind == "op" and attrs.get("name"):
         lines.append(f"→ {attrs['name']}")
-    if kind != "op" or attrs.get("op") != "AccumulateGrad":
+    if kind != "op" or attrs.get("op") != ACCUMULATE_GRAD:
         lines.append(shape(attrs.get("shape")))
     if values:
         if attrs.get("value") is not None and kind != "op":

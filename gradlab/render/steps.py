@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradlab.core.graph import Graph, TensorSummary
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph, TensorSummary
 from gradlab.core.text import values
 from gradlab.teach.steps import Step
 
@@ -18,7 +18,7 @@ def who(G: Graph, n: str) -> str:
     if kind == "module":  # a collapsed view's module call
         return f"the module {attrs.get('label')}"
     op = str(attrs.get("op"))
-    if op == "AccumulateGrad":
+    if op == ACCUMULATE_GRAD:
         leaf = next((u for u in G.predecessors(n) if G.nodes[u]["kind"] == "leaf"), None)
         name = (G.nodes[leaf].get("name") or leaf) if leaf is not None else None
         return f"AccumulateGrad of {name}" if name else op

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradlab.core.graph import Graph, NodeAttrs, TensorSummary
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph, NodeAttrs, TensorSummary
 from gradlab.core.summary import summarize
 from gradlab.core.text import shape as shape_text
 from gradlab.core.text import values as values_text
@@ -127,7 +127,7 @@ def card(G: Graph, n: str) -> Card:
     if attrs.get("kind") == "leaf":
         n = _accumulator(G, n) or n
         attrs = G.nodes[n]
-    if attrs.get("op") == "AccumulateGrad":
+    if attrs.get("op") == ACCUMULATE_GRAD:
         return _accumulate_card(G, n)
     inputs = _inputs(G, n)
     build = RULES.get(str(attrs.get("op")))
@@ -156,7 +156,7 @@ class _Input:
 
 
 def _accumulator(G: Graph, leaf: str) -> str | None:
-    return next((v for v in G.successors(leaf) if G.nodes[v].get("op") == "AccumulateGrad"), None)
+    return next((v for v in G.successors(leaf) if G.nodes[v].get("op") == ACCUMULATE_GRAD), None)
 
 
 def _inputs(G: Graph, n: str) -> dict[int, _Input]:
@@ -167,10 +167,10 @@ def _inputs(G: Graph, n: str) -> dict[int, _Input]:
         p: NodeAttrs = G.nodes[u]
         op = str(p.get("op") or "")
         source, leaf = p, None
-        if op == "AccumulateGrad":
+        if op == ACCUMULATE_GRAD:
             leaf = next(iter(G.predecessors(u)), None)
             source = G.nodes[leaf] if leaf is not None else p
-        own = op == "AccumulateGrad" or data.get("output", 0) == 0
+        own = op == ACCUMULATE_GRAD or data.get("output", 0) == 0
         value = source.get("value") if own else None
         found[data["slot"]] = _Input(
             data["slot"], u, source.get("name"), leaf, op, value,
@@ -440,7 +440,7 @@ def _accumulate_card(G: Graph, n: str) -> Card:
         )
     sums = tuple(s for s in [_sum_at(G, n, name)] if s is not None)
     return Card(
-        n, "AccumulateGrad", True, f"AccumulateGrad: into {name}.grad",
+        n, ACCUMULATE_GRAD, True, f"AccumulateGrad: into {name}.grad",
         f"{name}: a leaf tensor, shape {shape_text(la.get('shape'))}",
         f"∂L/∂{name} = {show(incoming)}" if incoming else f"∂L/∂{name}: not known (run backward())",
         incoming, (rule,), sums, note, accumulated,

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradlab.core.errors import GradLabError
-from gradlab.core.graph import Graph, TensorSummary, engine_order
+from gradlab.core.graph import ACCUMULATE_GRAD, Graph, TensorSummary, engine_order
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _step(G: Graph, index: int, n: str) -> Step:
     )
     leaf = None
     leaf_grad = None
-    if attrs.get("op") == "AccumulateGrad":
+    if attrs.get("op") == ACCUMULATE_GRAD:
         leaf = next((u for u, _ in G.in_edges(n) if G.nodes[u]["kind"] == "leaf"), None)
         leaf_grad = G.nodes[leaf].get("grad") if leaf is not None else None
         departures = ()  # the edge from the leaf stands for the accumulation, not a send

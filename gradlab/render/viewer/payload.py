@@ -15,7 +15,14 @@ from typing import Any
 
 import networkx as nx
 
-from gradlab.core.graph import Graph, NodeAttrs, TensorSummary, saved_by, without_saved
+from gradlab.core.graph import (
+    ACCUMULATE_GRAD,
+    Graph,
+    NodeAttrs,
+    TensorSummary,
+    saved_by,
+    without_saved,
+)
 from gradlab.core.text import describe, shape, short
 from gradlab.render.dot import FILL, node_fill
 from gradlab.render.steps import arrival_lines, departure_lines, who
@@ -105,7 +112,7 @@ def _box_lines(attrs: NodeAttrs) -> list[str]:
     if kind == "op" and attrs.get("name"):
         title += f" → {attrs['name']}"
     lines = [clip(title)]
-    if kind == "op" and attrs.get("op") == "AccumulateGrad":
+    if kind == "op" and attrs.get("op") == ACCUMULATE_GRAD:
         return [*lines, clip("grad " + _short_or_dash(attrs.get("grad")))]
     lines.append(
         clip(shape(attrs.get("shape")) + (f" {attrs['dtype']}" if attrs.get("dtype") else ""))
