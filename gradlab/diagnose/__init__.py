@@ -20,8 +20,11 @@ from torch import nn
 from gradlab.core._gc import paused_gc
 from gradlab.core.errors import GradLabError
 from gradlab.core.graph import Graph
+
+# Importing a check module registers its check (gradlab.diagnose.checks.CHECKS).
 from gradlab.diagnose import gradcheck as _gradcheck
-from gradlab.diagnose import gradients, lessons, loop, nonfinite, scale, shapes
+from gradlab.diagnose import gradients, lessons, loop, nonfinite, scale, shapes  # noqa: F401
+from gradlab.diagnose.checks import run_checks
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.finding import FAMILY, Finding, Kind, Severity, by_severity, worst
 from gradlab.diagnose.look import look_callable, look_graph, look_model, look_program
@@ -92,7 +95,7 @@ def diagnose(
     ...                                  "x.log().sum().backward()")]
     ['nonfinite_forward']
     """
-    _, findings, _ = _look_and_check(subject, batch, target, loss_fn, gradcheck, False, seed)
+    _, findings = _look_and_check(subject, batch, target, loss_fn, gradcheck, False, seed)
     return by_severity(findings)
 
 
@@ -107,21 +110,19 @@ def examine(
     seed: int = 0,
 ) -> Report:
     """:func:`diagnose`, with the graph (``graph=True``: values and gradients on every node)."""
-    ev, findings, agreements = _look_and_check(
-        subject, batch, target, loss_fn, gradcheck, graph, seed
-    )
+    ev, findings = _look_and_check(subject, batch, target, loss_fn, gradcheck, graph, seed)
     return Report(
         tuple(by_severity(findings)),
         ev.graph,
         tuple(scale.profile(ev)),
-        tuple(agreements),
+        tuple(ev.agreements),
         tuple(ev.steps),
     )
 
 
 def _look_and_check(
     subject: Any, batch: Any, target: Any, loss_fn: Any, gradcheck: bool, graph: bool, seed: int
-) -> tuple[Evidence, list[Finding], list[Agreement]]:
+) -> tuple[Evidence, list[Finding]]:
     look = _looker(subject, batch, target, loss_fn, seed)
     ev = look(graph)
     with paused_gc():  # the checks make many small objects and no garbage cycles
@@ -130,28 +131,10 @@ def _look_and_check(
         ev = look(True)
         with paused_gc():
             findings = run_checks(ev)
-    agreements: list[Agreement] = []
-    if gradcheck:
-        agreements = _check(subject, batch, target, loss_fn, ev)
-        findings += _gradcheck.find(agreements)
-    return ev, findings, agreements
-
-
-def run_checks(ev: Evidence) -> list[Finding]:
-    """Every check on one look's evidence, without repeating a cause as its effects."""
-    found = lessons.find(ev)
-    cut = gradients.find(ev)
-    if any(f.severity == "error" for f in cut):  # the cut explains the missing grad_fn
-        found = [f for f in found if f.cause != "no_grad_fn"]
-    found += cut
-    if ev.error is None:
-        found += loop.find(ev)
-    if not any(f.kind == "lr_too_high" for f in found):
-        found += nonfinite.find(ev)
-    found += shapes.find(ev)
-    if ev.error is None and not any(f.family in ("nonfinite", "loop") for f in found):
-        found += scale.find(ev)
-    return found
+    if gradcheck:  # compared on the last look only; its check is the last one
+        ev.agreements = _check(subject, batch, target, loss_fn, ev)
+        findings += _gradcheck.find(ev)
+    return ev, findings
 
 
 def _needs_deep_look(ev: Evidence, findings: list[Finding]) -> bool:

@@ -15,7 +15,7 @@ from torch import nn
 
 from gradlab.core.graph import ACCUMULATE_GRAD, Graph
 from gradlab.core.walk import Node, discover
-from gradlab.diagnose.measures import OptimizerStep
+from gradlab.diagnose.measures import Agreement, OptimizerStep
 from gradlab.diagnose.observe import Call, ModuleCall
 
 
@@ -111,6 +111,7 @@ class Evidence:
     backward_ran: bool = False
     steps: list[OptimizerStep] = field(default_factory=list)  # optimizer steps the code made
     optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
+    agreements: list[Agreement] = field(default_factory=list)  # the gradient check, when asked
 
     def grads(self) -> dict[str, torch.Tensor]:
         """The gradients the checked leaves hold now."""

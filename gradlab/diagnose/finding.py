@@ -10,6 +10,8 @@ Severity: TypeAlias = Literal["error", "warning", "info"]
 Family: TypeAlias = Literal[
     "no_gradient", "nonfinite", "scale", "loop", "shapes", "autograd_error", "gradcheck"
 ]
+# The kinds as a type, for mypy. Each is reported by one check, declared with
+# @check(kinds=...) in gradlab/diagnose/checks.py's table; a test checks the two agree.
 Kind: TypeAlias = Literal[
     # 1. no gradient
     "no_gradient",  # a parameter or input that requires grad received none
@@ -36,24 +38,10 @@ Kind: TypeAlias = Literal[
     "gradcheck",
 ]
 
-FAMILY: dict[Kind, Family] = {
-    "no_gradient": "no_gradient",
-    "frozen": "no_gradient",
-    "nonfinite_forward": "nonfinite",
-    "nonfinite_backward": "nonfinite",
-    "vanishing": "scale",
-    "exploding": "scale",
-    "saturated": "scale",
-    "dead_relu": "scale",
-    "missing_zero_grad": "loop",
-    "lr_too_high": "loop",
-    "not_in_optimizer": "loop",
-    "loss_flat": "loop",
-    "broadcast_loss": "shapes",
-    "wrong_loss_input": "shapes",
-    "autograd_error": "autograd_error",
-    "gradcheck": "gradcheck",
-}
+#: Each kind's family, in the order the checks run: filled by
+#: :func:`gradlab.diagnose.checks.check` from the kinds each check declares.
+FAMILY: dict[Kind, Family] = {}
+
 _RANK: dict[Severity, int] = {"error": 0, "warning": 1, "info": 2}
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from gradlab.diagnose import checks
+from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.measures import Agreement
 
@@ -117,9 +119,14 @@ def check_model(
     return check(f, dict(model64.named_parameters()), nodes, samples)
 
 
-def find(agreements: list[Agreement]) -> list[Finding]:
-    """One error finding for the leaves whose gradients disagree with finite differences."""
-    bad = [a for a in agreements if not a.ok]
+@checks.check(kinds=("gradcheck",), family="gradcheck", order=70)
+def find(ev: Evidence) -> list[Finding]:
+    """One error finding for the leaves whose gradients disagree with finite differences.
+
+    It reads ``ev.agreements``, empty until :func:`gradlab.diagnose.examine` has made the
+    comparison (``gradcheck=True``), after the last look.
+    """
+    bad = [a for a in ev.agreements if not a.ok]
     if not bad:
         return []
     worst = max(bad, key=lambda a: a.worst)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from gradlab.core.trace import walk
+from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
 from gradlab.diagnose.observe import Call
@@ -109,6 +110,8 @@ class Cut:
     rejoin: str | None  # the op node of the loss's graph the cut value flowed into
 
 
+# The cut path explains the missing grad_fn that the autograd error lesson would report.
+@check(kinds=("no_gradient", "frozen"), family="no_gradient", order=20, explains=("no_grad_fn",))
 def find(ev: Evidence) -> list[Finding]:
     """No-gradient findings: one per cause and place, listing the leaves it concerns."""
     if ev.error is not None and not _no_graph_error(ev):

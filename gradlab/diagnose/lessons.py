@@ -9,6 +9,7 @@ message), or the root's op for a non-scalar or second backward.
 from __future__ import annotations
 
 from gradlab.core.graph import Graph
+from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
 from gradlab.diagnose.look import ProgramFailure
@@ -18,6 +19,7 @@ from gradlab.teach.explain import Explanation, explain
 _ELSEWHERE = ("loss_broadcast",)
 
 
+@check(kinds=("autograd_error",), family="autograd_error", order=10)
 def find(ev: Evidence) -> list[Finding]:
     """A finding for the error the code raised, and for autograd warnings it gave."""
     findings: list[Finding] = []

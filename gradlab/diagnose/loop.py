@@ -28,6 +28,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity
 from gradlab.diagnose.measures import OptimizerStep
@@ -174,10 +175,14 @@ def steps_of_run(records: Sequence[Any]) -> list[OptimizerStep]:
     return steps
 
 
+@check(
+    kinds=("missing_zero_grad", "lr_too_high", "not_in_optimizer", "loss_flat"),
+    family="loop", order=30,
+)  # fmt: skip
 def find(ev: Evidence) -> list[Finding]:
-    """Findings across the recorded steps; nothing for fewer than MIN_STEPS steps."""
+    """Findings across the recorded steps; none when the code raised or made under MIN_STEPS."""
     steps: list[OptimizerStep] = ev.steps
-    if len(steps) < MIN_STEPS:
+    if ev.error is not None or len(steps) < MIN_STEPS:
         return []
     outside = _outside_optimizer(ev)
     if outside:

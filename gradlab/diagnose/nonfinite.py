@@ -17,6 +17,7 @@ import torch
 
 from gradlab.core.graph import ACCUMULATE_GRAD, Graph, TensorSummary, engine_order
 from gradlab.core.walk import discover, leaf_tensors
+from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
@@ -68,6 +69,9 @@ def grads_are_finite(ev: Evidence) -> bool:
     return all(summary_finite(a.get("grad")) for _, a in G.nodes(data=True))
 
 
+# A loss that diverges explains the NaN that ends it.
+@check(kinds=("nonfinite_forward", "nonfinite_backward"), family="nonfinite", order=40,
+       unless=("lr_too_high",))  # fmt: skip
 def find(ev: Evidence) -> list[Finding]:
     """The NaN/Inf finding, if the loss or the gradients are not finite."""
     if ev.error is not None:

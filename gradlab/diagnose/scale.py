@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import settle
@@ -80,8 +81,13 @@ def _node(ev: Evidence, layer: Layer) -> str | None:
     return ev.index.tensor(param) if param is not None else None
 
 
+# NaN and Inf, and a training loop gone wrong, explain odd gradient sizes.
+@check(kinds=("vanishing", "exploding", "saturated", "dead_relu"), family="scale", order=60,
+       unless=("nonfinite", "loop"))  # fmt: skip
 def find(ev: Evidence) -> list[Finding]:
     """Dead ReLUs and saturation first (they are causes); otherwise the depth ratio."""
+    if ev.error is not None:
+        return []
     findings = _activations(ev)
     if findings:
         return findings

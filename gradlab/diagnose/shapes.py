@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding
 from gradlab.diagnose.observe import Call
@@ -26,6 +27,7 @@ _BROADCAST_FIX = (
 )
 
 
+@check(kinds=("broadcast_loss", "wrong_loss_input"), family="shapes", order=50)
 def find(ev: Evidence) -> list[Finding]:
     """Broadcast losses and loss functions fed the wrong kind of input."""
     findings: list[Finding] = []
