@@ -18,10 +18,11 @@ from typing import Any
 import streamlit as st
 
 from gradlab.core.errors import GradLabError
-from gradlab.plugins import BoolParam, ChoiceParam, FloatParam, IntParam, Param, Scenario, discover
+from gradlab.plugins import Param, Scenario, discover
 from gradlab.render import curves
-from gradlab.train import configure, devices
+from gradlab.train import MAX_LIVE_STEPS, MAX_STEPS, configure, devices
 from gradlab.train.background import Lease, RunHandle, live_runs
+from gradlab.train.params import param_field
 from gradlab.train.records import RunInfo, StepRecord, to_csv, to_json
 from gradlab.train.store import RunStore, home, matches
 
@@ -32,7 +33,6 @@ RUN = "tr.run"  # the session's RunHandle
 GRACE = float(os.environ.get("GRADLAB_RUN_GRACE", "30"))
 TICK = 0.4  # seconds between live redraws: more than twice a second
 FIRST = "linear_regression"  # the scenario offered first
-MAX_STEPS = 200_000  # a run keeps every record in memory for the charts
 
 
 @st.cache_resource
@@ -55,21 +55,16 @@ def session_alive() -> Callable[[], bool] | None:
 
 def param_widget(scenario: Scenario, p: Param) -> Any:
     """The form control of one typed parameter; its key remembers it per scenario."""
-    key, label = f"tr.p.{scenario.name}.{p.name}", p.name.replace("_", " ")
-    if isinstance(p, BoolParam):
-        return st.checkbox(label, value=p.default, key=key, help=p.help or None)
-    if isinstance(p, ChoiceParam):
-        index = p.choices.index(p.default)
-        return st.selectbox(label, p.choices, index=index, key=key, help=p.help or None)
-    if isinstance(p, IntParam):
-        return st.number_input(
-            label, p.low, p.high, p.default, step=1, key=key, help=p.help or None
-        )
-    assert isinstance(p, FloatParam)
+    f = param_field(p)
+    key, hint = f"tr.p.{scenario.name}.{f.name}", f.help or None
+    if f.kind == "bool":
+        return st.checkbox(f.label, value=f.default, key=key, help=hint)
+    if f.kind == "choice":
+        index = f.choices.index(str(f.default))
+        return st.selectbox(f.label, f.choices, index=index, key=key, help=hint)
     return st.number_input(
-        label, float(p.low), float(p.high), float(p.default), format="%g",
-        step=p.default / 10 if p.default else 0.1, key=key, help=p.help or None,
-    )  # fmt: skip
+        f.label, f.low, f.high, f.default, step=f.step, format=f.format, key=key, help=hint
+    )
 
 
 def start(scenario: Scenario, values: dict[str, Any], paused: bool) -> None:
@@ -148,9 +143,10 @@ def settings() -> tuple[Scenario, dict[str, Any]] | None:
     with st.expander("About this scenario"):
         st.markdown(scenario.description)
     values = {p.name: param_widget(scenario, p) for p in scenario.params}
-    st.number_input("steps", 1, MAX_STEPS, scenario.steps, key=f"tr.steps.{name}")
+    # A live run keeps every record for its charts: fewer steps than the library allows.
+    st.number_input("steps", 1, MAX_LIVE_STEPS, scenario.steps, key=f"tr.steps.{name}")
     st.number_input(
-        "capture every k-th step", 0, 1_000_000, scenario.every, key=f"tr.every.{name}",
+        "capture every k-th step", 0, MAX_STEPS, scenario.every, key=f"tr.every.{name}",
         help="0: never. Captured steps record every node's gradient norm.",
     )  # fmt: skip
     st.number_input("seed", 0, 2**31 - 1, 0, key="tr.seed")

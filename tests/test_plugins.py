@@ -17,6 +17,7 @@ from torch import nn
 import gradlab.plugins
 import gradlab.train
 from gradlab.plugins import (
+    BoolParam,
     ChoiceParam,
     FloatParam,
     IntParam,
@@ -26,9 +27,11 @@ from gradlab.plugins import (
     Setup,
     StepContext,
     check_scenario,
+    describe_params,
     discover,
 )
 from gradlab.train import train
+from gradlab.train.params import param_field
 
 BUILTINS = {
     "accumulation", "classify_2d", "custom_data", "ddp", "digits_cnn", "fine_tune",
@@ -294,3 +297,24 @@ def test_a_step_gets_everything_the_step_context_names() -> None:
     assert seen["device"] == torch.device("cpu") and isinstance(seen["parts"], Parts)
     assert record.metrics["twice"] == pytest.approx(2 * record.loss)
     assert record.nodes is not None  # ctx.backward went through the core's capture
+
+
+def test_each_param_kind_is_one_field_for_the_form_and_the_flag() -> None:
+    params = (
+        IntParam("batch_size", 8, 1, 64, "rows per batch"),
+        FloatParam("lr", 0, 0, 1),
+        ChoiceParam("act", "relu", ("relu", "tanh")),
+        BoolParam("shuffle", True),
+    )
+    fields = [param_field(p) for p in params]
+    assert [(f.kind, f.label, f.flag, f.metavar) for f in fields] == [
+        ("int", "batch size", "--batch-size", "INT"),
+        ("float", "lr", "--lr", "NUMBER"),
+        ("choice", "act", "--act", "{relu,tanh}"),
+        ("bool", "shuffle", "--shuffle", "{true,false}"),
+    ]
+    assert (fields[0].low, fields[0].high, fields[0].step, fields[0].format) == (1, 64, 1, None)
+    assert (fields[1].default, fields[1].step, fields[1].format) == (0.0, 0.1, "%g")
+    assert fields[2].choices == ("relu", "tanh") and fields[3].default is True
+    assert [f.summary for f in fields] == describe_params(params)
+    assert fields[0].summary == "batch_size (int, 1..64, default 8): rows per batch"

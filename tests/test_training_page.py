@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
+from gradlab.plugins import discover
 from gradlab.render import curves
+from gradlab.train import MAX_LIVE_STEPS, MAX_STEPS
 from gradlab.train.background import RunHandle
+from gradlab.train.params import param_field
 from gradlab.train.store import RunStore
 from tests.conftest import (
     ROOT,
@@ -83,6 +86,18 @@ def test_the_form_is_built_from_the_scenarios_params(home: Path) -> None:
     assert at.number_input(key="tr.steps.classify_2d").value == 300
     assert [b.key for b in at.button] == ["tr.start", "tr.step", "tr.pause", "tr.stop"]
     assert at.button(key="tr.stop").disabled and at.button(key="tr.pause").disabled
+
+
+def test_the_form_takes_its_limits_and_fields_from_the_library(home: Path) -> None:
+    at = app_test(PAGE)
+    steps = at.number_input(key="tr.steps.linear_regression").proto
+    assert steps.max == MAX_LIVE_STEPS < MAX_STEPS  # a live run keeps every record
+    assert at.number_input(key="tr.every.linear_regression").proto.max == MAX_STEPS
+    lr = param_field(discover().get("linear_regression").param_by_name["lr"])
+    box = at.number_input(key="tr.p.linear_regression.lr").proto
+    assert (box.label, box.min, box.max, box.step, box.format) == (
+        lr.label, lr.low, lr.high, lr.step, lr.format,
+    )  # fmt: skip
 
 
 def test_a_broken_plugin_is_named_on_the_page(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,8 @@ train`` stays the script's door.
 from gradlab.train.controls import Controls, Lease, Outcome
 from gradlab.train.driver import TrainResult, drive, train
 from gradlab.train.loop import (
+    MAX_LIVE_STEPS,
+    MAX_STEPS,
     Trainer,
     TrainingError,
     check_device,
@@ -31,6 +33,8 @@ from gradlab.train.sinks import Sink
 from gradlab.train.store import RunStore
 
 __all__ = [
+    "MAX_LIVE_STEPS",
+    "MAX_STEPS",
     "Controls",
     "Lease",
     "Outcome",

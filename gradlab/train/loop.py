@@ -37,7 +37,11 @@ from gradlab.core.trace import trace
 from gradlab.train.records import ParamStat, RunConfig, StepRecord
 from gradlab.train.scenario import Batch, Parts, Picture, Scenario, Setup, StepContext
 
+#: The most steps a run may take: :func:`configure` refuses more (``train()``, ``gradlab train``).
 MAX_STEPS = 1_000_000
+#: The most steps of a run watched live in the app: its page keeps every record in memory and
+#: redraws its charts from all of them 2.5 times a second, which is what bounds it, not the loop.
+MAX_LIVE_STEPS = 200_000
 _SEED_LOCK = threading.Lock()
 
 

@@ -3,6 +3,9 @@
 The app builds a scenario's form and ``gradlab train`` its flags from these
 declarations; :meth:`check` keeps a value in range and :meth:`parse` reads
 one from the command line, both with a message that says what is allowed.
+:func:`param_field` says, once for both, how a parameter is offered: its kind,
+label, bounds, increment, choices, default and help (the page and the CLI
+only map it onto a widget or a flag).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, Literal, TypeAlias
 
 from gradlab.core.errors import GradLabError
 
 ParamValue: TypeAlias = int | float | str | bool
+ParamKind: TypeAlias = Literal["int", "float", "choice", "bool"]
 
 
 class PluginError(GradLabError):
@@ -30,7 +34,7 @@ class IntParam:
     low: int
     high: int
     help: str = ""
-    kind: ClassVar[str] = "int"
+    kind: ClassVar[ParamKind] = "int"
 
     def check(self, value: object) -> int:
         """``value`` as an int in range, or a :class:`PluginError` that says why not."""
@@ -61,7 +65,7 @@ class FloatParam:
     high: float
     help: str = ""
     log: bool = False
-    kind: ClassVar[str] = "float"
+    kind: ClassVar[ParamKind] = "float"
 
     def check(self, value: object) -> float:
         """``value`` as a finite float in range, or a :class:`PluginError`."""
@@ -90,7 +94,7 @@ class ChoiceParam:
     default: str
     choices: tuple[str, ...]
     help: str = ""
-    kind: ClassVar[str] = "choice"
+    kind: ClassVar[ParamKind] = "choice"
 
     def check(self, value: object) -> str:
         """``value`` if it is one of the choices, else a :class:`PluginError` listing them."""
@@ -112,7 +116,7 @@ class BoolParam:
     name: str
     default: bool
     help: str = ""
-    kind: ClassVar[str] = "bool"
+    kind: ClassVar[ParamKind] = "bool"
 
     def check(self, value: object) -> bool:
         """``value`` if it is a bool, else a :class:`PluginError`."""
@@ -174,13 +178,75 @@ def to_flags(params: Iterable[Param], values: Mapping[str, ParamValue]) -> list[
 
 def describe_params(params: Iterable[Param]) -> list[str]:
     """One line per parameter for help texts: ``lr (float, 0.0001..10, default 0.1): ...``."""
-    lines = []
-    for p in params:
-        if isinstance(p, IntParam | FloatParam):
-            what = f"{p.kind}, {p.low}..{p.high}"
-        elif isinstance(p, ChoiceParam):
-            what = " | ".join(p.choices)
-        else:
-            what = "true | false"
-        lines.append(f"{p.name} ({what}, default {p.default}){': ' + p.help if p.help else ''}")
-    return lines
+    return [param_field(p).summary for p in params]
+
+
+@dataclass(frozen=True)
+class ParamField:
+    """How a form or a command line offers one parameter: what a widget or a flag needs.
+
+    ``kind`` picks the control: a number box (``int``, ``float``) from ``low``
+    to ``high`` in steps of ``step``, shown with the printf ``format``
+    (``None``: the control's own), a choice among ``choices``, or a checkbox.
+    ``metavar`` and ``summary`` are the flag's placeholder and help line in
+    ``gradlab train NAME --help``.
+    """
+
+    name: str
+    label: str  # "batch size"
+    flag: str  # "--batch-size"
+    kind: ParamKind
+    default: ParamValue  # a float parameter's as a float
+    help: str
+    metavar: str  # INT, NUMBER, {a,b}, {true,false}
+    summary: str  # "lr (float, 0.0001..10, default 0.1): step size"
+    low: int | float | None = None
+    high: int | float | None = None
+    step: int | float | None = None
+    format: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+def param_field(p: Param) -> ParamField:
+    """What a form control or a command-line flag needs to offer ``p``.
+
+    A float's number box steps by a tenth of its default (0.1 when the default is 0).
+
+    Examples
+    --------
+    >>> f = param_field(FloatParam("lr", 0.1, 1e-4, 2.0, "step size", log=True))
+    >>> f.kind, f.label, f.flag, f.low, f.high, f.step, f.metavar
+    ('float', 'lr', '--lr', 0.0001, 2.0, 0.01, 'NUMBER')
+    >>> f.summary
+    'lr (float, 0.0001..2.0, default 0.1): step size'
+    >>> param_field(ChoiceParam("data_set", "moons", ("moons", "xor"))).metavar
+    '{moons,xor}'
+    """
+    label, summary = p.name.replace("_", " "), _summary(p)
+    if isinstance(p, IntParam):
+        return ParamField(
+            p.name, label, flag(p), p.kind, p.default, p.help, "INT", summary,
+            low=p.low, high=p.high, step=1,
+        )  # fmt: skip
+    if isinstance(p, FloatParam):
+        return ParamField(
+            p.name, label, flag(p), p.kind, float(p.default), p.help, "NUMBER", summary,
+            low=float(p.low), high=float(p.high), step=p.default / 10 if p.default else 0.1,
+            format="%g",
+        )  # fmt: skip
+    if isinstance(p, ChoiceParam):
+        metavar = "{" + ",".join(p.choices) + "}"
+        return ParamField(
+            p.name, label, flag(p), p.kind, p.default, p.help, metavar, summary, choices=p.choices
+        )
+    return ParamField(p.name, label, flag(p), p.kind, p.default, p.help, "{true,false}", summary)
+
+
+def _summary(p: Param) -> str:
+    if isinstance(p, IntParam | FloatParam):
+        what = f"{p.kind}, {p.low}..{p.high}"
+    elif isinstance(p, ChoiceParam):
+        what = " | ".join(p.choices)
+    else:
+        what = "true | false"
+    return f"{p.name} ({what}, default {p.default}){': ' + p.help if p.help else ''}"

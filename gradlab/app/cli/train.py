@@ -11,17 +11,10 @@ from typing import IO, Any, NoReturn
 from gradlab.core.errors import GradLabError
 from gradlab.train.discover import discover
 from gradlab.train.driver import train
+from gradlab.train.loop import MAX_STEPS
+from gradlab.train.params import param_field
 from gradlab.train.records import RunInfo, StepRecord, to_json
-from gradlab.train.scenario import (
-    BoolParam,
-    ChoiceParam,
-    FloatParam,
-    IntParam,
-    Param,
-    Scenario,
-    describe_params,
-    flag,
-)
+from gradlab.train.scenario import Scenario
 from gradlab.train.store import RunStore
 
 EPILOG = """examples:
@@ -65,7 +58,9 @@ def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:
         description=f"{scenario.title}: {scenario.description}",
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--steps", type=int, default=scenario.steps, help="steps to train")
+    run.add_argument(
+        "--steps", type=int, default=scenario.steps, help=f"steps to train (at most {MAX_STEPS:,})"
+    )
     run.add_argument(
         "--every", type=int, default=scenario.every, help="capture every K-th step (0: never)"
     )
@@ -75,17 +70,9 @@ def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:
     run.add_argument("--no-store", action="store_true", help="do not keep it in the run store")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("scenario parameters")
-    for p, text in zip(scenario.params, describe_params(scenario.params), strict=True):
-        group.add_argument(flag(p), dest=f"param_{p.name}", metavar=_metavar(p), help=text)
+    for f in map(param_field, scenario.params):
+        group.add_argument(f.flag, dest=f"param_{f.name}", metavar=f.metavar, help=f.summary)
     return parser
-
-
-def _metavar(p: Param) -> str:
-    if isinstance(p, ChoiceParam):
-        return "{" + ",".join(p.choices) + "}"
-    if isinstance(p, BoolParam):
-        return "{true,false}"
-    return "INT" if isinstance(p, IntParam) else "NUMBER" if isinstance(p, FloatParam) else "X"
 
 
 def run(args: argparse.Namespace) -> int:
