@@ -6,15 +6,8 @@ import networkx as nx
 import torch
 
 import gradlab
-from gradlab.core.graph import (
-    EdgeAttrs,
-    NodeAttrs,
-    assemble,
-    edge_dicts,
-    node_dicts,
-    pred_dicts,
-    succ_dicts,
-)
+from gradlab.core import graph
+from gradlab.core.graph import EdgeAttrs, NodeAttrs, assemble
 
 
 def _lists() -> tuple[list[tuple[str, NodeAttrs]], list[tuple[str, str, int, EdgeAttrs]]]:
@@ -52,12 +45,12 @@ def test_assemble_equals_networkx_construction_in_content_and_order() -> None:
 def test_the_dicts_are_the_graphs_own() -> None:
     x = torch.tensor([2.0, 3.0], requires_grad=True)
     G = gradlab.trace((x * x).sum())
-    nodes, succ, pred = node_dicts(G), succ_dicts(G), pred_dicts(G)
+    nodes, succ, pred = graph.node_dicts(G), graph.succ_dicts(G), graph.pred_dicts(G)
     assert list(nodes) == list(G.nodes) and all(nodes[n] is G.nodes[n] for n in G)
     for u, v, k, attrs in G.edges(keys=True, data=True):
         assert succ[u][v][k] is attrs and pred[v][u][k] is attrs
     assert {u: set(vs) for u, vs in succ.items()} == {u: set(G.successors(u)) for u in G}
     assert {v: set(us) for v, us in pred.items()} == {v: set(G.predecessors(v)) for v in G}
-    assert edge_dicts(G) == {(u, v, k): d for u, v, k, d in G.edges(keys=True, data=True)}
+    assert graph.edge_dicts(G) == {(u, v, k): d for u, v, k, d in G.edges(keys=True, data=True)}
     succ["fn1"]["fn0"][0]["grad"] = None  # a write into an attribute dict is the edge's
     assert G.edges["fn1", "fn0", 0]["grad"] is None
