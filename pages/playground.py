@@ -13,13 +13,14 @@ from typing import Any
 import streamlit as st
 
 from gradlab.app.share import ViewState, from_params, to_params
+from gradlab.app.viewer_host import browser_params
 from gradlab.core.graph import without_saved
 from gradlab.program import ProgramResult
 from gradlab.render.table import as_dicts, node_rows, variable_rows
 from gradlab.teach import examples
 from gradlab.teach.explain import as_markdown, did_you_mean
 
-from widgets.graph_view import browser_params, classic_picture, download_row, show_graph
+from widgets.graph_view import classic_picture, download_row, show_graph
 from widgets.isolated import run_program
 
 PROGRAM, EXAMPLE, START = "pg.program", "pg.example", "pg.start"

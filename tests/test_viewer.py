@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 import gradlab
+from gradlab.app import viewer_host
+from gradlab.app.notebook import show
 from gradlab.app.targets import trace_case
 from gradlab.core.collapse import collapse
 from gradlab.core.text import short
-from gradlab.app.notebook import show
 from gradlab.render.viewer import assets, frame, page, payload, safe_json, to_svg
 from gradlab.render.viewer.geometry import MAX_CHARS
 from gradlab.teach.steps import steps
@@ -307,3 +308,24 @@ def test_saved_tensors_are_in_the_card_not_on_the_graph() -> None:
     from gradlab.teach.chain import show as show_tensor
 
     assert saved == f"result: {show_tensor(gradlab.summarize(x.detach().exp()))}"
+
+
+def test_the_app_mounts_one_graph_until_more_than_its_colours_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = torch.tensor([2.0, 3.0], requires_grad=True)
+    y = (x * x).sum()
+    G = gradlab.backward(y, gradlab.trace(y))
+    plain = viewer_host.mount_data(G)
+    assert plain["options"] == {"color": "kind", "predict": False, "step": "end"}
+    assert plain["tint"] == [] and plain["payload"] == payload(G)
+    tinted = viewer_host.mount_data(G, color="grad", colors={"fn0": -1.0})
+    again = viewer_host.mount_data(G, color="grad", colors={"fn0": 2.5, "leaf0": 0.0})
+    assert tinted["digest"] == again["digest"] != plain["digest"]  # recoloured in place
+    ids = [n["id"] for n in again["payload"]["nodes"]]
+    assert again["tint"] == [{"fn0": 2.5, "leaf0": 0.0}.get(n) for n in ids]
+    stepped = viewer_host.mount_data(G, step=0)
+    assert stepped["options"]["step"] == -1 and stepped["digest"] != plain["digest"]
+    assert all("card" in n for n in plain["payload"]["nodes"])
+    monkeypatch.setattr(viewer_host, "CARDS_UP_TO", G.number_of_nodes() - 1)
+    assert not any("card" in n for n in viewer_host.mount_data(G)["payload"]["nodes"])

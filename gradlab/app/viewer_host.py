@@ -8,15 +8,20 @@ place. It opens a node's card when the data's ``select.seq`` changes, sends
 a clicked node back (a trigger, ``"selected"``: one rerun per click) only when the page
 asked for it (``send``), and with ``url`` keeps the step, presenter mode,
 predict-first and the open card in the address bar (``history.replaceState``:
-no rerun). Nothing here imports Streamlit; the page module mounts it.
+no rerun). :func:`mount_data` is what Python sends it for a graph. Nothing
+here imports Streamlit; the page module (``pages/widgets/graph_view.py``) mounts it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import zlib
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+
+from gradlab.core.graph import Graph
+from gradlab.render.viewer import payload
 
 _HOST_JS = r"""
 const HOSTS = new WeakMap();
@@ -197,3 +202,66 @@ def recolour(data: dict[str, Any], values: Mapping[str, float]) -> None:
     for node in data["nodes"]:
         value = values.get(node["id"])
         node["gnorm"] = round(value, 4) if value is not None and math.isfinite(value) else None
+
+
+#: Chain-rule cards cost about 1 ms a node on every rerun: bigger graphs go without them.
+CARDS_UP_TO = 800
+#: The URL parameters the browser keeps up to date (a page's ``url=True``).
+BROWSER_PARAMS = ("step", "present", "predict", "node")
+
+
+def mount_data(
+    G: Graph,
+    *,
+    highlight: Collection[str] = (),
+    findings: Iterable[Any] = (),
+    color: str = "kind",
+    colors: Mapping[str, float] | None = None,
+    step: int | None = None,
+    predict: bool = False,
+    printed: str | None = None,
+    caption: str | None = None,
+    title: str | None = None,
+    steps: bool = True,
+    cards: bool = True,
+) -> dict[str, Any]:
+    """What the component mounts the viewer with: ``payload``, ``options``, ``tint``, ``digest``.
+
+    ``step`` (0: before backward, ``s``: ``s`` steps done, ``None``: all) and
+    ``predict`` are where the browser starts. ``colors`` replaces the gradient
+    norms the viewer colours by (log10 values), sent again as ``tint``. The
+    ``digest`` leaves the colours out: the browser keeps the mounted graph (and
+    its zoom, pan and open card) while it stays the same, and repaints a new
+    ``tint`` in place. Graphs over :data:`CARDS_UP_TO` nodes go without cards.
+    """
+    data = payload(
+        G, steps=steps, cards=cards and G.number_of_nodes() <= CARDS_UP_TO, findings=findings,
+        highlight=highlight, printed=printed, caption=caption, title=title,
+    )  # fmt: skip
+    if colors is not None:
+        recolour(data, colors)
+    # A graph opens with every step done (every gradient shown); a link may name a step.
+    step_at = "end" if step is None else browser_step(step, len(data["steps"]))
+    options: dict[str, Any] = {"color": color, "predict": predict, "step": step_at}
+    tint = [n["gnorm"] for n in data["nodes"]] if colors is not None else []
+    uncoloured = {**data, "nodes": [{**n, "gnorm": None} for n in data["nodes"]]}
+    return {
+        "payload": data, "digest": digest(uncoloured, options), "tint": tint, "options": options,
+    }  # fmt: skip
+
+
+def digest(data: Mapping[str, Any], options: Mapping[str, Any]) -> str:
+    """A short fingerprint of a payload and its options (the host remounts when it changes)."""
+    text = json.dumps([data, options], sort_keys=True, default=str)
+    return format(zlib.crc32(text.encode()), "08x")
+
+
+def browser_params(params: Mapping[str, str]) -> dict[str, str]:
+    """The URL parameters the browser keeps (:data:`BROWSER_PARAMS`), from a page's query.
+
+    Examples
+    --------
+    >>> browser_params({"p": "x", "step": "2", "node": "fn0"})
+    {'step': '2', 'node': 'fn0'}
+    """
+    return {k: params[k] for k in BROWSER_PARAMS if k in params}

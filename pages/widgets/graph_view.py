@@ -11,7 +11,8 @@ Pages import it as ``from graph_view import show_graph, download_row``.
   zoom and pan.
 * ``url=True`` keeps the browser-side state in the address bar as it
   changes (``step``, ``present``, ``predict``, ``node``), so a copied link
-  opens the same view; the page reads them back with :func:`browser_params`.
+  opens the same view; the page reads them back with
+  :func:`gradlab.app.viewer_host.browser_params`.
 * :func:`classic_picture` draws the Graphviz picture (laid out in the
   browser, no ``dot`` needed) for those who want it.
 * :func:`download_row` offers the graph in every format of
@@ -21,24 +22,17 @@ Pages import it as ``from graph_view import show_graph, download_row``.
 
 from __future__ import annotations
 
-import json
-import zlib
 from collections.abc import Collection, Iterable, Mapping
 from functools import partial
 from typing import Any
 
 import streamlit as st
 
-from gradlab.app.viewer_host import browser_step, host_js, recolour
+from gradlab.app.viewer_host import host_js, mount_data
 from gradlab.core.graph import Graph
 from gradlab.render.dot import to_dot
 from gradlab.render.formats import FORMATS, no_picture_reason, offers, render
-from gradlab.render.viewer import assets, payload
-
-#: Chain-rule cards cost about 1 ms a node on every rerun: bigger graphs go without them.
-CARDS_UP_TO = 800
-#: The URL parameters the browser keeps up to date (see ``url=True``).
-BROWSER_PARAMS = ("step", "present", "predict", "node")
+from gradlab.render.viewer import assets
 
 _viewer = st.components.v2.component(
     "gradlab_viewer",
@@ -83,32 +77,19 @@ def show_graph(
     (log10 values), with ``color="grad"``. ``printed``
     and ``caption`` sit in the side panel and stay hidden while predicting.
     """
-    cards = cards and G.number_of_nodes() <= CARDS_UP_TO
-    data = payload(
-        G, steps=steps, cards=cards, findings=findings, highlight=highlight,
-        printed=printed, caption=caption, title=title,
+    mounted = mount_data(
+        G, highlight=highlight, findings=findings, color=color, colors=colors, step=step,
+        predict=predict, printed=printed, caption=caption, title=title, steps=steps, cards=cards,
     )  # fmt: skip
-    if colors is not None:
-        recolour(data, colors)
-    options: dict[str, Any] = {"color": color, "predict": predict}
-    # A graph opens with every step done (every gradient shown); a link may name a step.
-    options["step"] = "end" if step is None else browser_step(step, len(data["steps"]))
-    # The colours alone may change (Training, twice a second): the browser repaints them in
-    # place, keeping its zoom, pan and open card, instead of mounting the graph again.
-    tint = [n["gnorm"] for n in data["nodes"]] if colors is not None else []
-    digest = _digest({**data, "nodes": [{**n, "gnorm": None} for n in data["nodes"]]}, options)
     seq_key = f"{key}.select_seq"
-    asked = (select, center, request, digest)
+    asked = (select, center, request, mounted["digest"])
     if st.session_state.get(f"{key}.select_last") != asked:
         st.session_state[f"{key}.select_last"] = asked
         st.session_state[seq_key] = st.session_state.get(seq_key, 0) + 1
     result = _viewer(
         key=key,
         data={
-            "payload": data,
-            "digest": digest,
-            "tint": tint,
-            "options": options,
+            **mounted,
             "height": height,
             "presenter": presenter,
             "select": {"id": select, "center": center, "seq": st.session_state[seq_key]},
@@ -120,11 +101,6 @@ def show_graph(
     )
     chosen = result.get("selected") if send_selection else None
     return chosen if isinstance(chosen, str) and chosen in G else None
-
-
-def browser_params(params: Mapping[str, str]) -> dict[str, str]:
-    """The URL parameters the browser keeps (``url=True``), from the page's query parameters."""
-    return {k: params[k] for k in BROWSER_PARAMS if k in params}
 
 
 def classic_picture(G: Graph, *, highlight: Collection[str] = (), clusters: bool = False) -> None:
@@ -152,11 +128,6 @@ def download_row(G: Graph, *, key: str, stem: str, clusters: bool = False) -> No
             icon=":material/download:",
             width="stretch",
         )
-
-
-def _digest(data: dict[str, Any], options: dict[str, Any]) -> str:
-    text = json.dumps([data, options], sort_keys=True, default=str)
-    return format(zlib.crc32(text.encode()), "08x")
 
 
 def _ignore() -> None:
