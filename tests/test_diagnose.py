@@ -8,7 +8,8 @@ node a finding points at is checked on the graph ``gradlab.trace`` draws.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import replace
+from typing import Any, get_args
 
 import pytest
 import torch
@@ -17,8 +18,20 @@ from torch import nn
 import gradlab
 from gradlab.core.errors import GradLabError
 from gradlab.core.trace import walk
-from gradlab.diagnose import Finding, LoopWatch, by_severity, examine, worst
+from gradlab.diagnose import (
+    FAMILY,
+    Finding,
+    LoopWatch,
+    OptimizerStep,
+    by_severity,
+    checks,
+    examine,
+    worst,
+)
 from gradlab.diagnose import broken as b
+from gradlab.diagnose.checks import CHECKS, Check, check, run_checks
+from gradlab.diagnose.evidence import Evidence
+from gradlab.diagnose.finding import Family, Kind, Severity
 from gradlab.diagnose.gallery import CASES, examine_case, get
 from gradlab.teach import examples
 from gradlab.zoo import presets
@@ -704,3 +717,93 @@ def test_gradcheck_perturbs_a_channels_last_parameter() -> None:
     x = torch.randn(2, 2, 4, 4, dtype=torch.float64).to(memory_format=torch.channels_last)
     report = examine(model, x, loss_fn=lambda out: out.pow(2).sum(), gradcheck=True)
     assert report.agreements and all(a.worst < 1 for a in report.agreements)
+
+
+#: Kinds with no gallery case, and why. The gallery holds mistakes; these are not.
+NOT_IN_THE_GALLERY = {
+    "frozen": "a note: fine-tuning freezes layers on purpose "
+    "(test_frozen_parameters_are_a_note_when_others_learn)",
+}
+
+
+def test_the_registered_checks_and_the_kind_literal_agree() -> None:
+    """Adding a kind is its ``@check(kinds=...)`` and its place in the ``Kind`` literal."""
+    reported = [k for c in CHECKS for k in c.kinds]
+    assert len(reported) == len(set(reported))  # each kind has one check
+    assert sorted(reported) == sorted(get_args(Kind))
+    assert set(FAMILY) == set(get_args(Kind))
+    assert set(FAMILY.values()) == set(get_args(Family))
+    assert all(FAMILY[k] == c.family for c in CHECKS for k in c.kinds)
+
+
+def test_every_registered_kind_has_a_gallery_case_and_every_case_a_registered_kind() -> None:
+    expected = {c.expect for c in CASES}
+    assert expected <= set(FAMILY), "a gallery case expects a kind no check reports"
+    missing = set(FAMILY) - expected - set(NOT_IN_THE_GALLERY)
+    assert not missing, f"registered kinds without a gallery case: {sorted(missing)}"
+    assert not expected & set(NOT_IN_THE_GALLERY)
+
+
+def test_the_checks_run_causes_first_in_the_order_they_declare() -> None:
+    assert [(c.order, c.name, c.unless, c.explains) for c in CHECKS] == [
+        (10, "gradlab.diagnose.lessons.find", (), ()),
+        (20, "gradlab.diagnose.gradients.find", (), ("no_grad_fn",)),
+        (30, "gradlab.diagnose.loop.find", (), ()),
+        (40, "gradlab.diagnose.nonfinite.find", ("lr_too_high",), ()),
+        (50, "gradlab.diagnose.shapes.find", (), ()),
+        (60, "gradlab.diagnose.scale.find", ("nonfinite", "loop"), ()),
+        (70, "gradlab.diagnose.gradcheck.find", (), ()),
+    ]
+
+
+def test_a_check_that_clashes_with_the_table_is_refused_naming_it() -> None:
+    before = list(CHECKS)
+
+    def find(ev: Evidence) -> list[Finding]:
+        return []
+
+    with pytest.raises(ValueError, match=r"@check on tests\.test_diagnose\..*find: kind "
+                       r"'vanishing' is gradlab\.diagnose\.scale\.find's; order 60 is "
+                       r"gradlab\.diagnose\.scale\.find's\."):  # fmt: skip
+        check(kinds=("vanishing",), family="scale", order=60)(find)
+    with pytest.raises(ValueError, match="kind 'exploded' is not in the Kind literal"):
+        check(kinds=("exploded",), family="scale", order=61)(find)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unless 'nan' is no kind or family"):
+        nan: Any = ("nan",)
+        check(kinds=("gradcheck",), family="gradcheck", order=71, unless=nan)(find)
+    assert before == CHECKS and set(FAMILY) == set(get_args(Kind))
+
+
+def test_a_cause_found_first_silences_its_effects(monkeypatch: pytest.MonkeyPatch) -> None:
+    def finding(kind: Kind, severity: Severity, cause: str) -> Finding:
+        return Finding(kind, severity, (), kind, "", "", cause=cause)
+
+    lesson = finding("autograd_error", "error", "no_grad_fn")
+    diverges = finding("lr_too_high", "warning", "diverging")
+    nan = finding("nonfinite_forward", "error", "log")
+    fake = [
+        Check(lambda ev: [lesson], ("autograd_error",), "autograd_error", 10),
+        Check(lambda ev: [finding("no_gradient", "info", "x")], ("no_gradient",),
+              "no_gradient", 20, explains=("no_grad_fn",)),  # a note explains nothing
+        Check(lambda ev: [diverges], ("lr_too_high",), "loop", 30),
+        Check(lambda ev: [nan], ("nonfinite_forward",), "nonfinite", 40, unless=("lr_too_high",)),
+        Check(lambda ev: [finding("vanishing", "warning", "ratio")], ("vanishing",), "scale", 60,
+              unless=("nonfinite", "loop")),
+    ]  # fmt: skip
+    monkeypatch.setattr(checks, "CHECKS", fake)
+    assert [f.kind for f in run_checks(Evidence())] == ["autograd_error", "no_gradient",
+                                                         "lr_too_high"]  # fmt: skip
+    fake[1] = replace(fake[1], find=lambda ev: [finding("no_gradient", "error", "frozen_all")])
+    fake[2] = replace(fake[2], find=lambda ev: [])
+    assert [f.kind for f in run_checks(Evidence())] == ["no_gradient", "nonfinite_forward"]
+
+
+def test_step_is_the_old_name_of_an_optimizer_step_and_it_crosses_the_wire() -> None:
+    from gradlab.diagnose import Report, Step
+    from gradlab.isolation.wire import decode, encode
+
+    assert Step is OptimizerStep
+    report = examine(b.train_healthy)
+    assert report.steps and all(isinstance(s, OptimizerStep) for s in report.steps)
+    back = decode(encode(Report((), steps=report.steps)))
+    assert back.steps == report.steps
