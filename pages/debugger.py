@@ -11,15 +11,13 @@ centres on it. The link keeps the mode: a case, a preset, a program or pasted co
 
 from __future__ import annotations
 
-import math
-
-import plotly.graph_objects as go
 import streamlit as st
 
 from gradlab.app.share import MAX_PROGRAM_CHARS, pack, unpack
 from gradlab.core.errors import GradLabError
 from gradlab.diagnose import FAMILY, Finding, Report, examine
 from gradlab.diagnose import gallery as cases
+from gradlab.render.diagnosis import FAMILY_TITLES, depth_profile, gradcheck_colors
 from gradlab.zoo import presets
 
 from widgets.graph_view import classic_picture, show_graph
@@ -98,17 +96,10 @@ def load_case(name: str) -> None:
     st.session_state[NODE] = st.session_state[FOCUS] = None
 
 
-FAMILIES = {
-    "no_gradient": "No gradient", "nonfinite": "NaN / Inf", "scale": "Vanishing, exploding, dead",
-    "loop": "Training loop", "shapes": "Shape traps", "autograd_error": "Autograd errors",
-    "gradcheck": "Gradient check",
-}  # fmt: skip
-
-
 def case_buttons() -> None:
     """Every gallery case one click away, grouped by the family of its finding."""
     with st.expander("All broken cases, one click each"):
-        for family, title in FAMILIES.items():
+        for family, title in FAMILY_TITLES.items():
             group = [c for c in cases.CASES if FAMILY[c.expect] == family]
             st.caption(title)
             for case in group:
@@ -192,15 +183,10 @@ def show_on_graph(n: str) -> None:
 
 def show_profile(report: Report) -> None:
     """Gradient RMS per layer along the depth, on a log scale."""
-    layers = [layer for layer in report.layers if layer.rms > 0 and math.isfinite(layer.rms)]
-    if len(layers) < 2:
+    fig = depth_profile(report.layers)
+    if fig is None:
         return
     with st.expander("Gradient along the depth (dL/d output, per layer)"):
-        names = [f"{i}: {layer.name or 'top'}" for i, layer in enumerate(layers)]
-        bars = go.Bar(x=names, y=[layer.rms for layer in layers], marker_color="#6b8cbe")
-        fig = go.Figure(bars)
-        fig.update_layout(height=260, yaxis_type="log", yaxis_title="RMS",
-                          margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
         st.plotly_chart(fig, key="dbg.profile", width="stretch")
 
 
@@ -222,17 +208,10 @@ def show_picture(report: Report) -> None:
         return
     culprits = [n for f in report.findings for n in f.nodes if n in G]
     selected = st.session_state.get(NODE)
-    colors = None
-    if report.agreements:
-        worst = max(report.agreements, key=lambda a: a.worst)
-        colors = {
-            a.node: math.log10(max(a.worst, 1e-12)) for a in report.agreements if a.node in G
-        }
-        st.caption(
-            "Leaves coloured by the gradient check's error, log₁₀ (the legend's ‖grad‖; above "
-            f"0, PyTorch's gradient and the numerical one disagree). The largest: "
-            f"{worst.worst:.3g}, for `{worst.name}`."
-        )
+    checked = gradcheck_colors(report.agreements, G)
+    colors = checked.colors if checked is not None else None
+    if checked is not None:
+        st.caption(checked.caption)
     show_graph(
         G, key="dbg.viewer", height=600, highlight=culprits, findings=report.findings,
         select=selected if selected in G else None, center=True, steps=False,

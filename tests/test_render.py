@@ -1,4 +1,6 @@
-"""The DOT picture, the Plotly figure and the layered layout."""
+"""The DOT picture, the Plotly figure, the layered layout, the tables and the Debugger's charts."""
+
+import math
 
 import networkx as nx
 import pytest
@@ -10,7 +12,9 @@ from gradlab.core.memory import inspect_model
 from gradlab.core.memory_totals import human_bytes
 from gradlab.core.summary import summarize
 from gradlab.core.text import describe, number, shape, short
+from gradlab.diagnose import FAMILY, Agreement, examine
 from gradlab.program import run_program
+from gradlab.render.diagnosis import FAMILY_TITLES, depth_profile, gradcheck_colors
 from gradlab.render.dot import FILL, node_label, to_dot
 from gradlab.render.layout import layered_layout, layers
 from gradlab.render.plotly import to_figure
@@ -21,6 +25,7 @@ from gradlab.render.table import (
     saved_summary,
     variable_rows,
 )
+from gradlab.zoo import presets
 
 
 def traced_model() -> nx.MultiDiGraph:
@@ -144,3 +149,28 @@ def test_parameter_and_memory_tables_hold_torchs_numbers() -> None:
         f"{len(run.saved.tensors)} saved tensors in {storages} storages."
     )
 
+
+def test_the_debuggers_profile_is_the_reports_layers() -> None:
+    report = examine(presets.get("mlp").build())
+    fig = depth_profile(report.layers)
+    assert fig is not None and fig.layout.yaxis.type == "log"
+    assert list(fig.data[0].y) == [layer.rms for layer in report.layers if layer.rms > 0]
+    assert depth_profile(report.layers[:1]) is None
+
+
+def test_gradient_check_colours_the_leaves_it_checked() -> None:
+    x = torch.ones(2, requires_grad=True)
+    G = gradlab.trace((x * 3).sum(), params={"x": x})
+    checks = [
+        Agreement("x", "leaf0", 2, worst=50.0, autograd=1.0, numeric=2.0),
+        Agreement("gone", None, 2, worst=0.5, autograd=1.0, numeric=1.0),
+        Agreement("other", "leaf9", 2, worst=0.0, autograd=1.0, numeric=1.0),
+    ]
+    checked = gradcheck_colors(checks, G)
+    assert checked is not None and checked.colors == {"leaf0": pytest.approx(math.log10(50))}
+    assert "The largest: 50, for `x`." in checked.caption
+    assert gradcheck_colors((), G) is None
+
+
+def test_every_family_of_findings_has_a_title() -> None:
+    assert set(FAMILY_TITLES) == set(FAMILY.values())
