@@ -31,6 +31,7 @@ from gradlab.plugins import (
     discover,
 )
 from gradlab.train import train
+from gradlab.train.discover import builtin_files
 from gradlab.train.params import param_field
 
 BUILTINS = {
@@ -71,6 +72,13 @@ def test_builtins_are_found_with_their_sources(fresh: None) -> None:
     assert not [e for e in found.errors if e.name in BUILTINS]
     with pytest.raises(PluginError, match=r"Unknown scenario 'nope'.*linear_regression"):
         found.get("nope")
+
+
+def test_a_checkout_loads_its_own_plugins_folder_not_an_installed_copy() -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = builtin_files()
+    assert {p.parent for p in files} == {root / "plugins"}
+    assert {p.stem for p in files} >= BUILTINS
 
 
 @pytest.fixture(scope="module")
