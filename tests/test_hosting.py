@@ -101,3 +101,9 @@ def test_a_teacher_sets_the_programs_time_limit(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("GRADLAB_PROGRAM_SECONDS", "soon")
     with pytest.raises(pool.WorkerError, match="GRADLAB_PROGRAM_SECONDS"):
         pool.program_limits()
+
+
+def test_gradlab_app_in_a_checkout_serves_the_checkout_s_pages() -> None:
+    """Not an installed copy: a change to pages/ shows at the next start."""
+    checkout = Path(__file__).resolve().parent.parent
+    assert app.entry_script() == checkout / "pages" / "app.py"

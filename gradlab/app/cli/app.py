@@ -105,7 +105,7 @@ def add_parser(commands: Any) -> None:
 
 def entry_script() -> Path:
     """The app's entry script: the source checkout's, else the installed copy."""
-    checkout = Path(__file__).resolve().parents[2] / "pages" / "app.py"
+    checkout = Path(__file__).resolve().parents[3] / "pages" / "app.py"
     if checkout.is_file():
         return checkout
     spec = importlib.util.find_spec("gradlab_app")
