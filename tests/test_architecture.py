@@ -112,3 +112,22 @@ def test_one_name_for_accumulate_grad() -> None:
     name = "AccumulateGrad"
     found = _outside_core_graph(lambda n: isinstance(n, ast.Constant) and n.value == name)
     assert not found, found
+
+
+def test_no_package_imports_the_public_face() -> None:
+    """``import gradlab`` (the face on top) is for users; packages import what they need by name."""
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    found = []
+    for path in _sources():
+        if path.parent == PACKAGE:
+            continue  # the doors themselves
+        for node in ast.walk(ast.parse(path.read_text())):
+            whole = isinstance(node, ast.Import) and any(a.name == "gradlab" for a in node.names)
+            named = (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "gradlab"
+                and any(a.name not in subpackages for a in node.names)
+            )
+            if whole or named:
+                found.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}")
+    assert not found, found
