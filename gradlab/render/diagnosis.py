@@ -1,8 +1,7 @@
 """What the Debugger draws from a diagnosis: the gradient along the depth, the gradient check.
 
 Plain functions from the records of :func:`gradlab.diagnose.examine`'s report
-(read through small Protocols: drawing needs the facts, not the diagnosis) to
-a Plotly figure and per-node colour values, so that the Debugger page, a
+to a Plotly figure and per-node colour values, so that the Debugger page, a
 notebook or a test only places them.
 """
 
@@ -11,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import plotly.graph_objects as go
 
 from gradlab.core.graph import Graph
+from gradlab.diagnose.measures import Agreement
+from gradlab.diagnose.scale import Layer
 
 #: The families of findings (:data:`gradlab.diagnose.FAMILY`'s values) as a page titles them.
 FAMILY_TITLES = {
@@ -25,27 +25,7 @@ FAMILY_TITLES = {
 }  # fmt: skip
 
 
-class LayerGradient(Protocol):
-    """One layer's gradient along the depth (:class:`gradlab.diagnose.Layer`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def rms(self) -> float: ...
-
-
-class CheckResult(Protocol):
-    """The gradient check of one leaf (:class:`gradlab.diagnose.Agreement`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def node(self) -> str | None: ...
-    @property
-    def worst(self) -> float: ...
-
-
-def depth_profile(layers: Sequence[LayerGradient]) -> go.Figure | None:
+def depth_profile(layers: Sequence[Layer]) -> go.Figure | None:
     """Gradient RMS per layer along the depth as bars on a log scale; ``None`` when fewer
     than two layers have a finite, nonzero gradient (nothing to compare).
 
@@ -75,7 +55,7 @@ class CheckColors:
     caption: str
 
 
-def gradcheck_colors(checks: Sequence[CheckResult], G: Graph) -> CheckColors | None:
+def gradcheck_colors(checks: Sequence[Agreement], G: Graph) -> CheckColors | None:
     """The leaves of ``G`` coloured by the gradient check, or ``None`` when none was made."""
     if not checks:
         return None

@@ -1,8 +1,8 @@
 """Tables of facts: a graph's nodes, a program's variables, a model's parameters and memory.
 
-One row per thing, for the app's tables and the CLI. The records come from
-below through small Protocols (what each table reads), so that drawing a
-table never needs the program runner or the model inspection that made them.
+One row per thing, for the app's tables and the CLI. A program's variables
+are read through a small Protocol (what the table reads), so that drawing a
+table never needs the program runner that made them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from gradlab.core.graph import Graph, TensorSummary
+from gradlab.core.memory import NodeMemory, ParamRow, SavedTensor
 from gradlab.core.memory_totals import human_bytes
 from gradlab.core.text import shape, short
 
@@ -104,28 +105,7 @@ def variable_rows(variables: Sequence[Variable]) -> list[dict[str, object]]:
     ]
 
 
-class Parameter(Protocol):
-    """What :func:`parameter_rows` reads of a parameter (:class:`gradlab.core.memory.ParamRow`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def shape(self) -> tuple[int, ...]: ...
-    @property
-    def count(self) -> int: ...
-    @property
-    def requires_grad(self) -> bool: ...
-    @property
-    def has_grad(self) -> bool: ...
-    @property
-    def grad_norm(self) -> float | None: ...
-    @property
-    def grad_mean(self) -> float | None: ...
-    @property
-    def grad_absmax(self) -> float | None: ...
-
-
-def parameter_rows(params: Sequence[Parameter]) -> list[dict[str, object]]:
+def parameter_rows(params: Sequence[ParamRow]) -> list[dict[str, object]]:
     """A model's parameters after one backward, one row each (the shape in words)."""
     return [
         {
@@ -142,7 +122,7 @@ def parameter_rows(params: Sequence[Parameter]) -> list[dict[str, object]]:
     ]
 
 
-def parameter_summary(params: Sequence[Parameter]) -> str:
+def parameter_summary(params: Sequence[ParamRow]) -> str:
     """How many tensors and numbers, and how many of them train.
 
     Examples
@@ -156,25 +136,7 @@ def parameter_summary(params: Sequence[Parameter]) -> str:
     return f"{len(params)} tensors, {total:,} numbers ({trainable:,} trainable)."
 
 
-class NodeSaved(Protocol):
-    """What :func:`saved_rows` reads of a node's saved tensors
-    (:class:`gradlab.core.memory.NodeMemory`)."""
-
-    @property
-    def node(self) -> str: ...
-    @property
-    def op(self) -> str: ...
-    @property
-    def module(self) -> str | None: ...
-    @property
-    def tensors(self) -> int: ...
-    @property
-    def nbytes(self) -> int: ...
-    @property
-    def new_bytes(self) -> int: ...
-
-
-def saved_rows(nodes: Sequence[NodeSaved], limit: int = 200) -> list[dict[str, object]]:
+def saved_rows(nodes: Sequence[NodeMemory], limit: int = 200) -> list[dict[str, object]]:
     """The first ``limit`` nodes that save tensors for backward, sizes in words."""
     return [
         {
@@ -187,14 +149,6 @@ def saved_rows(nodes: Sequence[NodeSaved], limit: int = 200) -> list[dict[str, o
         }
         for r in nodes[:limit]
     ]
-
-
-class SavedTensor(Protocol):
-    """What :func:`saved_summary` reads of a saved tensor
-    (:class:`gradlab.core.memory.SavedTensor`)."""
-
-    @property
-    def first(self) -> bool: ...  # the first tensor saved of its storage
 
 
 def saved_summary(tensors: Sequence[SavedTensor]) -> str:
