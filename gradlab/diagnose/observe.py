@@ -30,8 +30,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from gradlab.core.backward import backward
 from gradlab.core.graph import Graph
 from gradlab.core.hooks import GlobalHooks
+from gradlab.core.trace import trace
 
 
 @dataclass(slots=True)
@@ -105,9 +107,6 @@ class CallWatch(TorchFunctionMode):
         return out
 
     def _backward(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        from gradlab.core.backward import backward
-        from gradlab.core.trace import trace
-
         root = args[0]
         simple = isinstance(root, torch.Tensor) and root.grad_fn is not None and len(args) == 1
         if not simple or set(kwargs) - {"retain_graph", "gradient"}:
