@@ -36,7 +36,7 @@ from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradlab
-from gradlab.core.trace import walk as gradlab_walk
+from gradlab.core.walk import walk as gradlab_walk
 from gradlab.zoo import models
 from gradlab.zoo.models import mlp
 

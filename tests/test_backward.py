@@ -6,7 +6,7 @@ from torch import nn
 
 import gradlab
 from gradlab.core.errors import TraceError
-from gradlab.core.trace import walk
+from gradlab.core.walk import walk
 
 
 def test_scenario_2_non_scalar_fails_and_both_fixes_give_the_gradient() -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 import gradlab
 from gradlab.core.errors import GradLabError
-from gradlab.core.trace import walk
+from gradlab.core.walk import walk
 from gradlab.diagnose import (
     FAMILY,
     Finding,

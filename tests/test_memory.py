@@ -15,7 +15,7 @@ import gradlab
 from gradlab.core.errors import GradLabError
 from gradlab.core.memory import inspect_model, parameter_table, saved_tensors
 from gradlab.core.trace import saved_tensors as node_saved_tensors
-from gradlab.core.trace import walk
+from gradlab.core.walk import walk
 from gradlab.zoo import presets
 
 

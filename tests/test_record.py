@@ -142,7 +142,7 @@ def test_nothing_is_kept_of_ops_run_with_grad_mode_off() -> None:
 
 
 def _classes(loss: torch.Tensor) -> list[str]:
-    from gradlab.core.trace import walk
+    from gradlab.core.walk import walk
 
     return sorted(type(fn).__name__ for fn in walk([loss.grad_fn])[0])
 

@@ -14,7 +14,8 @@ from torch import nn
 
 from gradlab.core.capture import capture_backward
 from gradlab.core.errors import GradLabError
-from gradlab.core.trace import trace, walk
+from gradlab.core.trace import trace
+from gradlab.core.walk import walk
 from gradlab.plugins import PluginError, discover
 from gradlab.train import (
     Controls,

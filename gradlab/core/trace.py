@@ -20,8 +20,7 @@ from gradlab.core.errors import TraceError, nested_tensor_error
 from gradlab.core.graph import ACCUMULATE_GRAD, Arg, EdgeAttrs, Graph, NodeAttrs, assemble
 from gradlab.core.record import RECORD_KEY, _Entry
 from gradlab.core.summary import dtype_name, summarize_many
-from gradlab.core.walk import Node as Node
-from gradlab.core.walk import walk as walk
+from gradlab.core.walk import Node, walk
 
 _FREED = "saved tensors were freed"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gradlab.core.trace import walk
+from gradlab.core.walk import walk
 from gradlab.diagnose.checks import check
 from gradlab.diagnose.evidence import Evidence
 from gradlab.diagnose.finding import Finding, Severity

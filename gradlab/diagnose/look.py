@@ -26,7 +26,8 @@ from gradlab.core.errors import GradLabError
 from gradlab.core.graph import ACCUMULATE_GRAD, Graph
 from gradlab.core.record import record
 from gradlab.core.summary import summarize
-from gradlab.core.trace import trace, walk
+from gradlab.core.trace import trace
+from gradlab.core.walk import walk
 from gradlab.diagnose.evidence import Evidence, NodeIndex
 from gradlab.diagnose.loop import LoopWatch
 from gradlab.diagnose.observe import CallWatch, ModuleWatch, watch_layers
