@@ -1,7 +1,7 @@
 """The core: autograd's real graph as facts.
 
 Everything else reads what this package writes. :func:`trace` walks a root's
-``grad_fn`` graph into a :class:`networkx.DiGraph` of plain facts (the one data
+``grad_fn`` graph into a :class:`networkx.MultiDiGraph` of plain facts (the one data
 model, described in :mod:`gradlab.core.graph`); :func:`record` keeps forward
 values and module paths while a model runs; :func:`backward` runs the real
 ``backward()`` and writes each node's gradient and engine step onto the graph.
