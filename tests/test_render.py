@@ -1,8 +1,6 @@
 """The DOT picture, the Plotly figure, the layered layout, the tables and the Debugger's charts."""
 
-import ast
 import math
-from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -177,22 +175,3 @@ def test_gradient_check_colours_the_leaves_it_checked() -> None:
 def test_every_family_of_findings_has_a_title() -> None:
     assert set(FAMILY_TITLES) == set(FAMILY.values())
 
-
-def test_render_draws_from_graph_facts_only() -> None:
-    """No renderer imports the tracer, the program runner, the sandbox or the app."""
-    forbidden = (
-        "gradlab.core.trace", "gradlab.core.record", "gradlab.core.backward",
-        "gradlab.core.capture", "gradlab.program", "gradlab.isolation", "gradlab.app",
-    )  # fmt: skip
-    render = Path(gradlab.__file__).parent / "render"
-    found = [
-        f"{path.name}: {name}"
-        for path in sorted(render.rglob("*.py"))
-        for node in ast.walk(ast.parse(path.read_text()))
-        for name in (
-            [node.module or ""] if isinstance(node, ast.ImportFrom)
-            else [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        )
-        if name.startswith(forbidden)
-    ]
-    assert not found, found
